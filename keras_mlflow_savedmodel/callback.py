@@ -1,0 +1,271 @@
+"""`SavedModelMLflowCallback`: log the trained Keras model to MLflow as a TensorFlow SavedModel."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from keras_mlflow_savedmodel import _checks, _compat, training_params
+from keras_mlflow_savedmodel.errors import StoreMismatchError
+from keras_mlflow_savedmodel.saving import log_saved_model
+from keras_mlflow_savedmodel.store import (
+    PathOrUri,
+    get_or_create_experiment,
+    open_tracking_store,
+    resolve_tracking_store,
+    same_store,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ARTIFACT_PATH = "model"
+# Used instead of "model" when mlflow.autolog(log_models=True) logs its own model as "model".
+AUTOLOG_SAFE_ARTIFACT_PATH = "saved_model"
+
+
+class SavedModelMLflowCallback(_compat.callback_base_class()):
+    """Log the trained model to MLflow as a TensorFlow SavedModel, next to the run's metrics.
+
+    Creating the callback resolves the tracking store and makes it MLflow's tracking URI (and
+    `experiment_name` its experiment) for this process. This happens here and not at train begin
+    because ``mlflow.autolog()`` starts its run inside ``fit`` before any callback hook runs, and
+    that run must land in the store this callback names.
+
+    At train begin the callback uses the active run if there is one (a ``with mlflow.start_run():``
+    block, or the run ``mlflow.autolog()`` opened for this ``fit``) and never ends it. Otherwise it
+    starts a run and ends it at train end. Unless MLflow autologging is on for Keras, it logs the
+    basic training params and every epoch's metrics with ``step=epoch``. At train end it writes the
+    SavedModel to a temporary folder, logs it under `artifact_path` and removes the folder.
+
+    Args:
+        tracking_uri: A folder for a self-contained local store (created if missing; relative
+            paths and ``~`` are resolved now, against the current working directory), or a
+            tracking URI such as ``"sqlite:///..."`` or ``"http://host:5000"``, used unchanged.
+            None uses ``MLFLOW_TRACKING_URI``, then MLflow's current tracking URI.
+        experiment_name: Experiment for new runs, created if missing. None keeps MLflow's
+            current experiment.
+        run_name: Name of the run the callback starts. Not applied to a run that is already active.
+        artifact_path: Artifact folder of the SavedModel inside the run. When
+            ``mlflow.autolog(log_models=True)`` logs its own model as ``"model"``, the default
+            becomes ``"saved_model"`` so that the two stay apart.
+        tags: Tags set on the run at train begin.
+        log_params: Log epochs, batch size, optimizer, learning rate and parameter counts.
+        log_metrics: Log every epoch's metrics.
+        temp_dir: Folder for the temporary SavedModel; None uses the system's temporary folder.
+
+    Attributes:
+        run_id: Id of the run used by the last ``fit``, set from train begin on.
+        model_uri: ``"runs:/<run_id>/<artifact_path>"`` of the logged SavedModel.
+        tracking_uri: The resolved tracking URI.
+
+    Raises:
+        InvalidArgumentError: An argument has a value that cannot be used.
+        TrackingStoreError: The store cannot be used, or an active run lives in another store.
+
+    Example:
+
+    ```python
+    cb = SavedModelMLflowCallback("mlflow-store", experiment_name="digits")
+    model.fit(x, y, epochs=5, callbacks=[cb])
+    restored = keras_mlflow_savedmodel.load_model(cb.model_uri)
+    ```
+    """
+
+    def __init__(
+        self,
+        tracking_uri: Optional[PathOrUri] = None,
+        *,
+        experiment_name: Optional[str] = None,
+        run_name: Optional[str] = None,
+        artifact_path: str = DEFAULT_ARTIFACT_PATH,
+        tags: Optional[dict] = None,
+        log_params: bool = True,
+        log_metrics: bool = True,
+        temp_dir: Optional[PathOrUri] = None,
+    ):
+        super().__init__()
+        _checks.check_tracking_uri(tracking_uri)
+        _checks.check_optional_name("experiment_name", experiment_name)
+        _checks.check_optional_name("run_name", run_name)
+        self._artifact_path = _checks.check_artifact_path(artifact_path)
+        self._tags = _checks.check_tags(tags)
+        _checks.check_bool("log_params", log_params)
+        _checks.check_bool("log_metrics", log_metrics)
+        _checks.check_temp_dir(temp_dir)
+        self._experiment_name = experiment_name
+        self._run_name = run_name
+        self._log_params = log_params
+        self._log_metrics = log_metrics
+        self._temp_dir = temp_dir
+
+        self._store = resolve_tracking_store(tracking_uri)
+        open_tracking_store(self._store)
+        self._experiment_id = (
+            get_or_create_experiment(self._store, experiment_name) if experiment_name else None
+        )
+        self._activate_store()
+
+        self.tracking_uri = self._store.tracking_uri
+        self.run_id: Optional[str] = None
+        self.model_uri: Optional[str] = None
+        self._owns_run = False
+        self._logs_training = False
+        self._used_artifact_path = self._artifact_path
+
+    # Keras hooks
+
+    def on_train_begin(self, logs=None):
+        self._activate_store()
+        run = self._choose_run()
+        autolog_flavors = _compat.autologging_flavors_enabled()
+        self._logs_training = not autolog_flavors
+        self._used_artifact_path = self._pick_artifact_path(autolog_flavors)
+        self.model_uri = f"runs:/{self.run_id}/{self._used_artifact_path}"
+
+        if self._tags:
+            from mlflow.entities import RunTag
+
+            tags = [RunTag(key, value) for key, value in self._tags.items()]
+            self._client().log_batch(self.run_id, tags=tags)
+        if self._logs_training and self._log_params:
+            self._log_training_params()
+        self._log_train_begin(run)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._logs_training and self._log_metrics:
+            metrics = training_params.epoch_metrics(logs, epoch)
+            if metrics:
+                self._client().log_batch(self.run_id, metrics=metrics)
+
+    def on_train_end(self, logs=None):
+        try:
+            logged = log_saved_model(
+                self.model, self._client(), self.run_id, self._used_artifact_path, self._temp_dir
+            )
+        except BaseException:
+            self._end_owned_run("FAILED")
+            raise
+        logger.info(
+            "Logged the SavedModel (%s) to %s: %.1f MB in %.1f s. Load it with "
+            "keras_mlflow_savedmodel.load_model(%r).",
+            logged.saved_format,
+            logged.artifact_uri,
+            logged.size_bytes / 1e6,
+            logged.seconds,
+            self.model_uri,
+        )
+        self._end_owned_run("FINISHED")
+
+    # Steps
+
+    def _client(self):
+        import mlflow
+
+        return mlflow.MlflowClient(self._store.tracking_uri)
+
+    def _activate_store(self):
+        """Make the store MLflow's tracking URI, or raise if a run is active in another store."""
+        import mlflow
+
+        active = mlflow.active_run()
+        current_uri = mlflow.get_tracking_uri()
+        if active is None:
+            if not same_store(current_uri, self._store.tracking_uri):
+                mlflow.set_tracking_uri(self._store.tracking_uri)
+            if self._experiment_id is not None:
+                mlflow.set_experiment(experiment_id=self._experiment_id)
+            return
+        if not same_store(current_uri, self._store.tracking_uri):
+            raise StoreMismatchError(
+                current_uri,
+                self._store.tracking_uri,
+                self._store.source,
+                f"MLflow run {active.info.run_id} is active in the store {current_uri!r}, but the "
+                f"callback's {self._store.source} names the store {self._store.display_uri!r}, so "
+                "the trained model would land in a different store than the run. Create the "
+                "callback before mlflow.start_run() (it sets MLflow's tracking URI), call "
+                "mlflow.set_tracking_uri() with the same store before starting the run, or pass "
+                "tracking_uri=None to log into the active run's store.",
+            )
+
+    def _choose_run(self):
+        import mlflow
+
+        active = mlflow.active_run()
+        if active is not None:
+            self._owns_run = False
+            self.run_id = active.info.run_id
+            if self._run_name is not None and active.info.run_name != self._run_name:
+                logger.info(
+                    "run_name=%r is not applied: the callback logs into the active run %s (%s).",
+                    self._run_name,
+                    active.info.run_id,
+                    active.info.run_name,
+                )
+            return active
+        run = mlflow.start_run(experiment_id=self._experiment_id, run_name=self._run_name)
+        self._owns_run = True
+        self.run_id = run.info.run_id
+        return run
+
+    def _pick_artifact_path(self, autolog_flavors) -> str:
+        if self._artifact_path != _compat.AUTOLOG_MODEL_NAME:
+            return self._artifact_path
+        if not autolog_flavors or not _compat.autolog_logs_models(autolog_flavors):
+            return self._artifact_path
+        logger.warning(
+            "mlflow.autolog(log_models=True) logs its own model under %r in run %s, so the "
+            "SavedModel is logged under %r to keep the two apart. Pass another artifact_path, or "
+            "call mlflow.autolog(log_models=False), to choose.",
+            _compat.AUTOLOG_MODEL_NAME,
+            self.run_id,
+            AUTOLOG_SAFE_ARTIFACT_PATH,
+        )
+        return AUTOLOG_SAFE_ARTIFACT_PATH
+
+    def _log_training_params(self):
+        from mlflow.entities import Param
+
+        params = training_params.training_params(self.model, self.params or {})
+        client = self._client()
+        existing = client.get_run(self.run_id).data.params
+        new = []
+        for key, value in params.items():
+            if key not in existing:
+                new.append(Param(key, str(value)))
+            elif existing[key] != str(value):
+                logger.warning(
+                    "Param %r of run %s is already %r, so the new value %r is not logged "
+                    "(MLflow params cannot change).",
+                    key,
+                    self.run_id,
+                    existing[key],
+                    str(value),
+                )
+        if new:
+            client.log_batch(self.run_id, params=new)
+
+    def _log_train_begin(self, run):
+        experiment = self._client().get_experiment(run.info.experiment_id)
+        logger.info(
+            "Logging to MLflow run %s (%s) in experiment %r of the store %s (from %s). "
+            "See it with: %s",
+            run.info.run_id,
+            run.info.run_name,
+            experiment.name,
+            self._store.display_uri,
+            self._store.source,
+            self._store.ui_command(),
+        )
+
+    def _end_owned_run(self, status: str):
+        import mlflow
+
+        if not self._owns_run:
+            return
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == self.run_id:
+            mlflow.end_run(status=status)
+        else:
+            self._client().set_terminated(self.run_id, status=status)
+        self._owns_run = False

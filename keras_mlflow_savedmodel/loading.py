@@ -1,0 +1,87 @@
+"""`load_model`: download a logged SavedModel and load it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Optional
+
+from keras_mlflow_savedmodel import _compat
+from keras_mlflow_savedmodel.store import PathOrUri, resolve_tracking_store
+
+
+class ServingModel:
+    """A SavedModel written by Keras 3's ``model.export``, loaded with ``tf.saved_model.load``.
+
+    Attributes:
+        saved_model: The object ``tf.saved_model.load`` returned.
+        signatures: Its signatures; ``"serving_default"`` is the serving signature.
+    """
+
+    def __init__(self, saved_model):
+        self.saved_model = saved_model
+        self.signatures = saved_model.signatures
+
+    def __call__(self, inputs):
+        """Run the ``serve`` endpoint on `inputs` and return tensors."""
+        return self.saved_model.serve(inputs)
+
+    def predict(self, inputs, batch_size: Optional[int] = None):
+        """Run the ``serve`` endpoint on `inputs` and return NumPy arrays.
+
+        Args:
+            inputs: What the Keras model took: an array, a list of arrays or a dict of arrays.
+            batch_size: Rows per call; None runs all rows in one call.
+        """
+        import numpy as np
+        import tensorflow as tf
+
+        if batch_size is None:
+            return tf.nest.map_structure(lambda tensor: tensor.numpy(), self(inputs))
+        first = tf.nest.flatten(inputs)[0]
+        rows = len(first)
+        parts = []
+        for start in range(0, rows, batch_size):
+            batch = tf.nest.map_structure(lambda array: array[start : start + batch_size], inputs)
+            parts.append(tf.nest.map_structure(lambda tensor: tensor.numpy(), self(batch)))
+        return tf.nest.map_structure(lambda *arrays: np.concatenate(arrays), *parts)
+
+
+def load_model(model_uri: str, *, tracking_uri: Optional[PathOrUri] = None, dst_path: Optional[str] = None):
+    """Download the SavedModel at `model_uri` and load it.
+
+    Args:
+        model_uri: ``"runs:/<run_id>/<artifact_path>"`` (``SavedModelMLflowCallback.model_uri``)
+            or any artifact URI MLflow can download.
+        tracking_uri: Store of the run, as a store folder or URI; None uses MLflow's current
+            tracking URI.
+        dst_path: Folder to download into and keep. None downloads into a temporary folder that is
+            removed once the model is loaded.
+
+    Returns:
+        For a legacy Keras SavedModel (it has ``keras_metadata.pb``), the revived Keras model.
+        Otherwise a `ServingModel` whose ``predict`` runs the serving signature.
+    """
+    import mlflow
+    import tensorflow as tf
+
+    resolved_uri = None
+    if tracking_uri is not None:
+        resolved_uri = resolve_tracking_store(tracking_uri).tracking_uri
+
+    download_root = dst_path if dst_path is not None else tempfile.mkdtemp(prefix="keras-mlflow-savedmodel-load-")
+    os.makedirs(download_root, exist_ok=True)
+    try:
+        folder = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri, dst_path=download_root, tracking_uri=resolved_uri
+        )
+        if os.path.isfile(os.path.join(folder, _compat.KERAS_METADATA_FILE)):
+            keras_model = _compat.load_legacy_keras_model(folder)
+            if keras_model is not None:
+                return keras_model
+        # tf.saved_model.load reads variables and assets into memory, so the folder can go after.
+        return ServingModel(tf.saved_model.load(folder))
+    finally:
+        if dst_path is None:
+            shutil.rmtree(download_root, ignore_errors=True)

@@ -1,0 +1,84 @@
+"""Writing the model as a SavedModel to a temporary folder and logging it into a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+import time
+
+from keras_mlflow_savedmodel import _compat
+from keras_mlflow_savedmodel.errors import ModelExportError, ModelLoggingError
+
+logger = logging.getLogger(__name__)
+
+TEMP_PREFIX = "keras-mlflow-savedmodel-"
+SAVED_MODEL_FOLDER = "saved_model"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggedSavedModel:
+    """What ``log_saved_model`` logged.
+
+    Attributes:
+        artifact_uri: Full URI of the logged folder in the artifact store.
+        size_bytes: Total size of the files logged.
+        seconds: Wall time of writing and logging together.
+        saved_format: ``"keras3-export"`` or ``"keras2-savedmodel"``.
+    """
+
+    artifact_uri: str
+    size_bytes: int
+    seconds: float
+    saved_format: str
+
+
+def folder_size(folder: str) -> int:
+    """Return the total size in bytes of the files under `folder`."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+def log_saved_model(model, client, run_id: str, artifact_path: str, temp_dir=None) -> LoggedSavedModel:
+    """Write `model` as a SavedModel to a fresh temporary folder and log it under `artifact_path`.
+
+    The temporary folder is removed after a successful upload, and also when writing fails. When
+    the upload fails, the folder is kept so that the trained model is not lost.
+
+    Raises:
+        ModelExportError: Keras could not write the SavedModel.
+        ModelLoggingError: The upload failed; the error names the kept folder.
+    """
+    started = time.perf_counter()
+    staging = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=temp_dir)
+    saved_model_folder = os.path.join(staging, SAVED_MODEL_FOLDER)
+    try:
+        saved_format = _compat.write_saved_model(model, saved_model_folder)
+    except Exception as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ModelExportError(
+            f"Could not write {type(model).__name__} {model.name!r} as a SavedModel: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+
+    size_bytes = folder_size(saved_model_folder)
+    try:
+        client.log_artifacts(run_id, saved_model_folder, artifact_path)
+    except Exception as error:
+        message = (
+            f"Could not log the SavedModel to run {run_id} under {artifact_path!r}: "
+            f"{type(error).__name__}: {error}. The trained model is kept in {saved_model_folder!r}; "
+            f"log it later with mlflow.MlflowClient().log_artifacts({run_id!r}, "
+            f"{saved_model_folder!r}, {artifact_path!r})."
+        )
+        logger.error(message)
+        raise ModelLoggingError(saved_model_folder, run_id, artifact_path, message) from error
+
+    shutil.rmtree(staging, ignore_errors=True)
+    artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + artifact_path
+    return LoggedSavedModel(artifact_uri, size_bytes, time.perf_counter() - started, saved_format)

@@ -1,0 +1,232 @@
+"""Resolution of a path or URI to the MLflow tracking store it names.
+
+A URI (``sqlite:``, ``file:``, ``http(s):``, ``databricks``...) is used unchanged. A path names a
+self-contained local store folder: the SQLite database ``mlflow.db`` and every artifact live inside
+it, artifacts at ``<folder>/<experiment_id>/<run_id>/artifacts/``. The path is resolved once, when
+the callback is created, to an absolute location with ``~`` expanded and symlinks followed, so the
+working directory of a later ``mlflow ui`` does not matter.
+
+MLflow's own SQLite stores put artifacts under ``./mlruns`` of whatever the working directory is
+when an experiment is created. To keep artifacts inside the folder, this module creates the database
+and the experiments itself, with the folder as the artifact root.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import urllib.parse
+from pathlib import Path
+from typing import Optional, Union
+
+from keras_mlflow_savedmodel.errors import TrackingStoreError
+
+TRACKING_DB_NAME = "mlflow.db"
+ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+# Bare names that MLflow accepts as tracking URIs without a colon.
+_BARE_URI_NAMES = ("databricks", "databricks-uc", "uc")
+# A scheme of two letters or more, so that a Windows drive letter ("C:\\runs") reads as a path.
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+PathOrUri = Union[str, "os.PathLike[str]"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingStore:
+    """A resolved tracking store.
+
+    Attributes:
+        tracking_uri: The URI to hand to MLflow.
+        given: The path or URI as the caller gave it.
+        source: Where the value came from, for error messages and logs.
+        local_folder: Absolute path of the self-contained store folder, or None for a URI.
+    """
+
+    tracking_uri: str
+    given: str
+    source: str
+    local_folder: Optional[str] = None
+
+    @property
+    def display_uri(self) -> str:
+        """The tracking URI with any password replaced by ``***``."""
+        return redact_uri(self.tracking_uri)
+
+    def ui_command(self) -> str:
+        """Return the ``mlflow ui`` command that opens this store, quoted for a POSIX shell."""
+        words = ["mlflow", "ui", "--backend-store-uri", self.display_uri]
+        if self.local_folder is not None and self.tracking_uri.startswith("sqlite:"):
+            # Experiments created from the UI then keep their artifacts in the folder too.
+            words += ["--default-artifact-root", self.local_folder]
+        return " ".join(shlex.quote(word) for word in words)
+
+
+def is_uri(value: str) -> bool:
+    """Return True when `value` reads as a URI rather than a filesystem path."""
+    return value in _BARE_URI_NAMES or bool(_SCHEME_RE.match(value))
+
+
+def redact_uri(uri: str) -> str:
+    """Return `uri` with the password of its user-info part replaced by ``***``."""
+    parts = urllib.parse.urlsplit(uri)
+    if not parts.password:
+        return uri
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else f":***@{host}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def same_store(first_uri: str, second_uri: str) -> bool:
+    """Return True when two tracking URIs name the same store, ignoring percent-encoding."""
+
+    def normalize(uri: str) -> str:
+        uri = urllib.parse.unquote(uri).rstrip("/")
+        for prefix in ("sqlite:///", "file://"):
+            if uri.startswith(prefix):
+                return prefix + os.path.realpath(uri[len(prefix) :])
+        return uri
+
+    return normalize(first_uri) == normalize(second_uri)
+
+
+def resolve_tracking_store(value: Optional[PathOrUri], source: str = "tracking_uri argument") -> TrackingStore:
+    """Resolve a path or URI to the store it names, without creating anything.
+
+    Args:
+        value: A tracking URI, a path to a store folder, or None for MLflow's current tracking URI
+            (``MLFLOW_TRACKING_URI`` when set, then ``mlflow.set_tracking_uri()``, then MLflow's
+            default).
+        source: Where `value` came from, quoted in error messages.
+
+    Raises:
+        TrackingStoreError: The path names a file, or a folder that holds a legacy MLflow file
+            store while ``MLFLOW_ALLOW_FILE_STORE`` is not ``true``.
+    """
+    if value is None:
+        env_value = os.environ.get(TRACKING_URI_ENV)
+        if env_value:
+            return resolve_tracking_store(env_value, source=f"environment variable {TRACKING_URI_ENV}")
+        import mlflow
+
+        return TrackingStore(mlflow.get_tracking_uri(), "", "mlflow.get_tracking_uri()")
+
+    given = os.fspath(value)
+    if is_uri(given):
+        return TrackingStore(given, given, source)
+    return _resolve_store_folder(given, source)
+
+
+def _resolve_store_folder(given: str, source: str) -> TrackingStore:
+    folder = os.path.realpath(os.path.expanduser(given))
+    if os.path.isfile(folder):
+        raise TrackingStoreError(given, source, _file_instead_of_folder_message(given, source, folder))
+
+    if _holds_legacy_file_store(folder):
+        if os.environ.get(ALLOW_FILE_STORE_ENV, "").strip().lower() == "true":
+            return TrackingStore(Path(folder).as_uri(), given, source, folder)
+        raise TrackingStoreError(
+            given,
+            source,
+            f"The store folder {folder!r} (from {source} {given!r}) holds a legacy MLflow file "
+            "store (meta.yaml files), and this package keeps new runs in a SQLite database inside "
+            "the folder, so the two formats would mix. Either pass a new folder, or migrate the "
+            f"old runs with 'mlflow migrate-filestore' (MLflow 3.13 and later). To keep using the "
+            f"file store as it is, set {ALLOW_FILE_STORE_ENV}=true.",
+        )
+
+    db_path = os.path.join(folder, TRACKING_DB_NAME)
+    return TrackingStore(_sqlite_uri(db_path), given, source, folder)
+
+
+def _sqlite_uri(db_path: str) -> str:
+    # Percent-encoded, like mlflow.utils.file_utils.path_to_local_sqlite_uri, so that spaces and
+    # non-ASCII letters survive a shell and a URL parser; SQLAlchemy decodes it back.
+    return "sqlite:///" + urllib.parse.quote(db_path, safe="/")
+
+
+def _file_instead_of_folder_message(given: str, source: str, path: str) -> str:
+    with open(path, "rb") as file:
+        header = file.read(len(_SQLITE_HEADER))
+    if header == _SQLITE_HEADER:
+        return (
+            f"{source} {given!r} is a SQLite database file, but a path here names a store folder. "
+            f"Pass the database as a URI, tracking_uri={_sqlite_uri(path)!r}, or pass the folder "
+            "that should hold the store."
+        )
+    return (
+        f"{source} {given!r} resolves to the file {path!r}, but a path here names a store folder. "
+        "Pass a folder (it is created if missing) or a tracking URI such as 'sqlite:///...' or "
+        "'http://host:5000'."
+    )
+
+
+def _holds_legacy_file_store(folder: str) -> bool:
+    """Return True when `folder` holds experiments of MLflow's file store (``<id>/meta.yaml``)."""
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    for entry in entries:
+        if entry.is_dir() and entry.name.isdigit():
+            if os.path.isfile(os.path.join(entry.path, "meta.yaml")):
+                return True
+    return False
+
+
+def open_tracking_store(store: TrackingStore) -> None:
+    """Create the store folder and its database with the folder as artifact root, if needed.
+
+    Does nothing for URIs: remote and user-managed stores are used as they are.
+
+    Raises:
+        TrackingStoreError: The folder or database cannot be created.
+    """
+    if store.local_folder is None or not store.tracking_uri.startswith("sqlite:"):
+        return
+    try:
+        os.makedirs(store.local_folder, exist_ok=True)
+    except OSError as error:
+        raise TrackingStoreError(
+            store.given,
+            store.source,
+            f"Cannot create the store folder {store.local_folder!r} (from {store.source} "
+            f"{store.given!r}): {error}. Pass a folder you can write to.",
+        ) from error
+    _sql_store(store)
+
+
+def _sql_store(store: TrackingStore):
+    """Return an MLflow SQL store whose default artifact root is the store folder."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    # Constructing the store creates the database, runs migrations and creates the "Default"
+    # experiment, whose artifacts then live in <folder>/0.
+    return SqlAlchemyStore(store.tracking_uri, store.local_folder)
+
+
+def get_or_create_experiment(store: TrackingStore, name: str) -> str:
+    """Return the id of experiment `name`, creating it inside the store folder when missing."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(store.tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        if store.local_folder is not None and store.tracking_uri.startswith("sqlite:"):
+            return _sql_store(store).create_experiment(name)
+        return client.create_experiment(name)
+    except MlflowException:
+        # Another process created it between the lookup and the creation.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id

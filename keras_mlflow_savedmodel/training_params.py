@@ -1,0 +1,80 @@
+"""The basic training parameters and epoch metrics the callback logs when autologging does not."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from keras_mlflow_savedmodel import _compat
+
+# Keras's own default when fit() gets arrays and no batch_size.
+KERAS_DEFAULT_BATCH_SIZE = 32
+
+
+def fit_batch_size():
+    """Return the batch size of the ``Model.fit`` call that is running, or None if unknown.
+
+    Keras does not pass the batch size to callbacks, so this reads the ``batch_size`` argument
+    from the frame of the ``fit`` call on the stack. It only reads; nothing is patched.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "fit" and "batch_size" in frame.f_locals:
+            batch_size = frame.f_locals["batch_size"]
+            if batch_size is not None:
+                return int(batch_size)
+            data = frame.f_locals.get("x")
+            if data is not None and hasattr(data, "shape"):
+                return KERAS_DEFAULT_BATCH_SIZE
+            return None
+        frame = frame.f_back
+    return None
+
+
+def training_params(model, keras_params: dict) -> dict:
+    """Return the params to log for a ``fit`` call: epochs, batch size, optimizer and sizes."""
+    params = {}
+    if keras_params.get("epochs") is not None:
+        params["epochs"] = keras_params["epochs"]
+    batch_size = fit_batch_size()
+    if batch_size is not None:
+        params["batch_size"] = batch_size
+    if keras_params.get("steps") is not None:
+        params["steps_per_epoch"] = keras_params["steps"]
+
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        params["optimizer"] = type(optimizer).__name__
+        learning_rate = _compat.optimizer_learning_rate(optimizer)
+        if learning_rate is not None:
+            params["learning_rate"] = learning_rate
+
+    params["trainable_params"] = count_params(model.trainable_weights)
+    params["total_params"] = count_params(model.weights)
+    return params
+
+
+def count_params(weights) -> int:
+    return int(sum(math.prod(int(dim) for dim in weight.shape) for weight in weights))
+
+
+def epoch_metrics(logs: dict, epoch: int):
+    """Return the MLflow ``Metric`` entities for one epoch's logs, skipping non-scalar values."""
+    from mlflow.entities import Metric
+
+    timestamp = int(time.time() * 1000)
+    metrics = []
+    for key, value in (logs or {}).items():
+        number = _scalar(value)
+        if number is not None:
+            metrics.append(Metric(key=key, value=number, timestamp=timestamp, step=epoch))
+    return metrics
+
+
+def _scalar(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number

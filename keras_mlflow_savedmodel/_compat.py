@@ -134,3 +134,14 @@ def autolog_logs_models(flavors) -> bool:
 # The name mlflow.autolog(log_models=True) logs its Keras/TensorFlow model under, on MLflow 2
 # (an artifact folder) and on MLflow 3 (a LoggedModel that runs:/<id>/model resolves to).
 AUTOLOG_MODEL_NAME = "model"
+
+
+def current_experiment_id():
+    """Return the experiment id MLflow's fluent API would use for a new run, or None."""
+    from mlflow.tracking import fluent
+
+    # NOTE: private in MLflow 2.12 to 3.17; no public call returns the fluent experiment id.
+    get_experiment_id = getattr(fluent, "_get_experiment_id", None)
+    if get_experiment_id is None:
+        return None
+    return get_experiment_id()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Optional
 
 from keras_mlflow_savedmodel import _checks, _compat, training_params
@@ -19,6 +20,9 @@ from keras_mlflow_savedmodel.store import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_ARTIFACT_PATH = "model"
+DEFAULT_EXPERIMENT_NAME = "Default"
+EXPERIMENT_ID_ENV = "MLFLOW_EXPERIMENT_ID"
+EXPERIMENT_NAME_ENV = "MLFLOW_EXPERIMENT_NAME"
 # Used instead of "model" when mlflow.autolog(log_models=True) logs its own model as "model".
 AUTOLOG_SAFE_ARTIFACT_PATH = "saved_model"
 
@@ -42,8 +46,9 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             paths and ``~`` are resolved now, against the current working directory), or a
             tracking URI such as ``"sqlite:///..."`` or ``"http://host:5000"``, used unchanged.
             None uses ``MLFLOW_TRACKING_URI``, then MLflow's current tracking URI.
-        experiment_name: Experiment for new runs, created if missing. None keeps MLflow's
-            current experiment.
+        experiment_name: Experiment for new runs, created if missing. None uses
+            ``MLFLOW_EXPERIMENT_ID``, then ``MLFLOW_EXPERIMENT_NAME``, then the experiment set with
+            ``mlflow.set_experiment()`` on this store, then the store's "Default" experiment.
         run_name: Name of the run the callback starts. Not applied to a run that is already active.
         artifact_path: Artifact folder of the SavedModel inside the run. When
             ``mlflow.autolog(log_models=True)`` logs its own model as ``"model"``, the default
@@ -100,9 +105,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
 
         self._store = resolve_tracking_store(tracking_uri)
         open_tracking_store(self._store)
-        self._experiment_id = (
-            get_or_create_experiment(self._store, experiment_name) if experiment_name else None
-        )
+        self._experiment_id, self._experiment_source = self._choose_experiment()
         self._activate_store()
 
         self.tracking_uri = self._store.tracking_uri
@@ -163,6 +166,30 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
 
         return mlflow.MlflowClient(self._store.tracking_uri)
 
+    def _choose_experiment(self):
+        """Return the experiment id for new runs and where the choice came from.
+
+        The order: the experiment_name argument, then MLFLOW_EXPERIMENT_ID and
+        MLFLOW_EXPERIMENT_NAME, then the experiment the user set with mlflow.set_experiment()
+        while this store was already MLflow's tracking URI, then the store's "Default".
+        """
+        import mlflow
+
+        if self._experiment_name is not None:
+            return get_or_create_experiment(self._store, self._experiment_name), "experiment_name argument"
+        environment_id = os.environ.get(EXPERIMENT_ID_ENV)
+        if environment_id:
+            return environment_id, f"environment variable {EXPERIMENT_ID_ENV}"
+        environment_name = os.environ.get(EXPERIMENT_NAME_ENV)
+        if environment_name:
+            experiment_id = get_or_create_experiment(self._store, environment_name)
+            return experiment_id, f"environment variable {EXPERIMENT_NAME_ENV}"
+        if same_store(mlflow.get_tracking_uri(), self._store.tracking_uri):
+            current_id = _compat.current_experiment_id()
+            if current_id is not None:
+                return current_id, "mlflow.set_experiment()"
+        return get_or_create_experiment(self._store, DEFAULT_EXPERIMENT_NAME), "MLflow's default"
+
     def _activate_store(self):
         """Make the store MLflow's tracking URI, or raise if a run is active in another store."""
         import mlflow
@@ -172,8 +199,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         if active is None:
             if not same_store(current_uri, self._store.tracking_uri):
                 mlflow.set_tracking_uri(self._store.tracking_uri)
-            if self._experiment_id is not None:
-                mlflow.set_experiment(experiment_id=self._experiment_id)
+            mlflow.set_experiment(experiment_id=self._experiment_id)
             return
         if not same_store(current_uri, self._store.tracking_uri):
             raise StoreMismatchError(
@@ -248,11 +274,12 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
     def _log_train_begin(self, run):
         experiment = self._client().get_experiment(run.info.experiment_id)
         logger.info(
-            "Logging to MLflow run %s (%s) in experiment %r of the store %s (from %s). "
+            "Logging to MLflow run %s (%s) in experiment %r (from %s) of the store %s (from %s). "
             "See it with: %s",
             run.info.run_id,
             run.info.run_name,
             experiment.name,
+            self._experiment_source if self._owns_run else "the active run",
             self._store.display_uri,
             self._store.source,
             self._store.ui_command(),

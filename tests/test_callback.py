@@ -1,0 +1,199 @@
+"""End-to-end tests of SavedModelMLflowCallback on Keras 3 with real training and real stores."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import mlflow
+import numpy as np
+import pytest
+
+import models
+from keras_mlflow_savedmodel import SavedModelMLflowCallback, load_model
+from keras_mlflow_savedmodel.callback import AUTOLOG_SAFE_ARTIFACT_PATH
+from keras_mlflow_savedmodel.saving import TEMP_PREFIX
+from reload import predict_in_fresh_process
+
+
+def fit(model, callback, epochs=2, **kwargs):
+    x, y = models.make_data()
+    model.fit(x, y, epochs=epochs, batch_size=16, validation_split=0.25, callbacks=[callback], verbose=0, **kwargs)
+    return x
+
+
+def artifact_folder(store, run_id, artifact_path="model"):
+    run = mlflow.MlflowClient(mlflow.get_tracking_uri()).get_run(run_id)
+    return os.path.join(str(store), run.info.experiment_id, run_id, "artifacts", artifact_path)
+
+
+def test_drop_in_run_lands_in_store(tmp_path):
+    store = tmp_path / "store"
+    callback = SavedModelMLflowCallback(str(store), experiment_name="digits", run_name="first")
+    fit(models.sequential_model(), callback)
+
+    run = mlflow.MlflowClient(callback.tracking_uri).get_run(callback.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "first"
+    assert callback.model_uri == f"runs:/{callback.run_id}/model"
+    assert os.path.isfile(os.path.join(artifact_folder(store, callback.run_id), "saved_model.pb"))
+    assert mlflow.active_run() is None
+
+
+def test_drop_in_run_logs_params_and_epoch_metrics(tmp_path):
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    fit(models.sequential_model(), callback, epochs=3)
+
+    client = mlflow.MlflowClient(callback.tracking_uri)
+    params = client.get_run(callback.run_id).data.params
+    assert params["epochs"] == "3"
+    assert params["batch_size"] == "16"
+    assert params["optimizer"] == "Adam"
+    assert params["learning_rate"] == "0.001"
+    assert params["trainable_params"] == str(8 * 2 + 8 * 16 + 16 + 16 * 3 + 3)
+    history = client.get_metric_history(callback.run_id, "val_loss")
+    assert [metric.step for metric in history] == [0, 1, 2]
+
+
+def test_drop_in_reload_in_fresh_process(tmp_path):
+    store = tmp_path / "store"
+    model = models.sequential_model()
+    callback = SavedModelMLflowCallback(str(store))
+    x = fit(model, callback)
+
+    outputs = predict_in_fresh_process(artifact_folder(store, callback.run_id), x, tmp_path)
+    np.testing.assert_allclose(outputs, model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_functional_reload_in_fresh_process(tmp_path):
+    store = tmp_path / "store"
+    model = models.functional_model()
+    callback = SavedModelMLflowCallback(str(store))
+    x = fit(model, callback)
+
+    outputs = predict_in_fresh_process(artifact_folder(store, callback.run_id), x, tmp_path)
+    np.testing.assert_allclose(outputs, model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_subclassed_reload_in_fresh_process(tmp_path):
+    store = tmp_path / "store"
+    model = models.subclassed_model()
+    callback = SavedModelMLflowCallback(str(store))
+    x = fit(model, callback)
+
+    outputs = predict_in_fresh_process(artifact_folder(store, callback.run_id), x, tmp_path)
+    np.testing.assert_allclose(outputs, model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_load_model_predicts_like_trained_model(tmp_path):
+    model = models.sequential_model()
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    x = fit(model, callback)
+
+    restored = load_model(callback.model_uri)
+    np.testing.assert_allclose(restored.predict(x), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_load_model_with_store_path_from_other_process_state(tmp_path):
+    store = tmp_path / "store"
+    model = models.sequential_model()
+    callback = SavedModelMLflowCallback(str(store))
+    x = fit(model, callback)
+    mlflow.set_tracking_uri(None)
+
+    restored = load_model(callback.model_uri, tracking_uri=str(store))
+    np.testing.assert_allclose(restored.predict(x, batch_size=10), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_user_run_is_used_and_left_open(tmp_path):
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    with mlflow.start_run() as run:
+        fit(models.sequential_model(), callback)
+        assert callback.run_id == run.info.run_id
+        assert mlflow.active_run().info.run_id == run.info.run_id
+        status_inside = mlflow.MlflowClient().get_run(run.info.run_id).info.status
+
+    assert status_inside == "RUNNING"
+    assert mlflow.MlflowClient().get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_autolog_without_models_inside_user_run(tmp_path):
+    store = tmp_path / "store"
+    callback = SavedModelMLflowCallback(str(store), experiment_name="autolog")
+    mlflow.autolog(log_models=False)
+    with mlflow.start_run() as run:
+        fit(models.sequential_model(), callback, epochs=3)
+
+    client = mlflow.MlflowClient(callback.tracking_uri)
+    assert callback.run_id == run.info.run_id
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 3
+    assert os.path.isfile(os.path.join(artifact_folder(store, run.info.run_id), "saved_model.pb"))
+
+
+def test_autolog_run_lands_in_callback_store(tmp_path):
+    store = tmp_path / "store"
+    callback = SavedModelMLflowCallback(str(store), experiment_name="autolog")
+    mlflow.autolog(log_models=False)
+    fit(models.sequential_model(), callback, epochs=3)
+
+    client = mlflow.MlflowClient(callback.tracking_uri)
+    run = client.get_run(callback.run_id)
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "autolog"
+    assert len(client.get_metric_history(callback.run_id, "loss")) == 3
+    assert os.path.isfile(os.path.join(artifact_folder(store, callback.run_id), "saved_model.pb"))
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_autolog_params_logged_once(tmp_path):
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    mlflow.autolog(log_models=False)
+    fit(models.sequential_model(), callback, epochs=2)
+
+    params = mlflow.MlflowClient(callback.tracking_uri).get_run(callback.run_id).data.params
+    assert "optimizer" not in params
+    assert params["epochs"] == "2"
+
+
+def test_autolog_with_models_keeps_folders_apart(tmp_path):
+    store = tmp_path / "store"
+    model = models.sequential_model()
+    callback = SavedModelMLflowCallback(str(store))
+    mlflow.autolog(log_models=True)
+    x = fit(model, callback)
+
+    assert callback.model_uri == f"runs:/{callback.run_id}/{AUTOLOG_SAFE_ARTIFACT_PATH}"
+    folder = artifact_folder(store, callback.run_id, AUTOLOG_SAFE_ARTIFACT_PATH)
+    assert os.path.isfile(os.path.join(folder, "saved_model.pb"))
+    restored = load_model(callback.model_uri)
+    np.testing.assert_allclose(restored.predict(x), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_no_temporary_folder_left(tmp_path, monkeypatch):
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"), temp_dir=str(temp_root))
+    fit(models.sequential_model(), callback)
+
+    assert [name for name in os.listdir(temp_root) if name.startswith(TEMP_PREFIX)] == []
+
+
+def test_train_begin_logs_store_and_ui_command(tmp_path, caplog):
+    store = tmp_path / "store"
+    callback = SavedModelMLflowCallback(str(store))
+    with caplog.at_level(logging.INFO, logger="keras_mlflow_savedmodel"):
+        fit(models.sequential_model(), callback, epochs=1)
+
+    begin_lines = [record.getMessage() for record in caplog.records if "mlflow ui" in record.getMessage()]
+    assert len(begin_lines) == 1
+    assert callback.run_id in begin_lines[0]
+    assert str(store) in begin_lines[0]
+
+
+def test_active_run_in_other_store_fails_before_training(tmp_path):
+    from keras_mlflow_savedmodel import StoreMismatchError
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'other.db'}")
+    with mlflow.start_run():
+        with pytest.raises(StoreMismatchError, match="other.db"):
+            SavedModelMLflowCallback(str(tmp_path / "store"))

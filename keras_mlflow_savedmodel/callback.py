@@ -62,6 +62,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         run_id: Id of the run used by the last ``fit``, set from train begin on.
         model_uri: ``"runs:/<run_id>/<artifact_path>"`` of the logged SavedModel.
         tracking_uri: The resolved tracking URI.
+        ui_command: The ``mlflow ui`` command that opens the store, quoted for a POSIX shell.
 
     Raises:
         InvalidArgumentError: An argument has a value that cannot be used.
@@ -109,6 +110,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         self._activate_store()
 
         self.tracking_uri = self._store.tracking_uri
+        self.ui_command = self._store.ui_command()
         self.run_id: Optional[str] = None
         self.model_uri: Optional[str] = None
         self._owns_run = False

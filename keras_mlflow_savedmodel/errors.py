@@ -40,6 +40,18 @@ class TrackingStoreError(KerasMlflowSavedModelError):
         self.source = source
 
 
+class TrackingServerError(TrackingStoreError):
+    """A remote tracking server cannot be reached in time, rejects the credentials, or is no MLflow server.
+
+    Attributes:
+        status_code: The HTTP status the server answered, or None when no answer came.
+    """
+
+    def __init__(self, value: object, source: str, status_code, message: str):
+        super().__init__(value, source, message)
+        self.status_code = status_code
+
+
 class StoreMismatchError(TrackingStoreError):
     """An MLflow run is active in a different store than the callback was told to use.
 
@@ -74,3 +86,49 @@ class ModelLoggingError(KerasMlflowSavedModelError):
         self.kept_folder = kept_folder
         self.run_id = run_id
         self.artifact_path = artifact_path
+
+
+class InsufficientSpaceError(ModelExportError):
+    """The folder for the temporary SavedModel has less free space than the SavedModel needs.
+
+    Attributes:
+        folder: The folder that was checked.
+        required_bytes: Estimated size of the SavedModel.
+        free_bytes: Free space in `folder` when it was checked.
+    """
+
+    def __init__(self, folder: str, required_bytes: int, free_bytes: int, message: str):
+        super().__init__(message)
+        self.folder = folder
+        self.required_bytes = required_bytes
+        self.free_bytes = free_bytes
+
+
+class LayerExportError(ModelExportError):
+    """Keras could not write the model as a SavedModel because of one layer or input.
+
+    The trained weights are logged or kept on disk before this is raised.
+
+    Attributes:
+        layer_name: Name of the layer (or input) at fault, or None when it could not be found.
+        kept_location: Artifact URI or local folder that holds the trained weights.
+    """
+
+    def __init__(self, layer_name, kept_location, message: str):
+        super().__init__(message)
+        self.layer_name = layer_name
+        self.kept_location = kept_location
+
+
+class ModelVerificationError(KerasMlflowSavedModelError):
+    """The reloaded SavedModel does not reproduce the live model's outputs.
+
+    Attributes:
+        max_abs_diff: Largest absolute difference between saved and live float outputs.
+        model_uri: Where the SavedModel was logged anyway.
+    """
+
+    def __init__(self, max_abs_diff: float, model_uri, message: str):
+        super().__init__(message)
+        self.max_abs_diff = max_abs_diff
+        self.model_uri = model_uri

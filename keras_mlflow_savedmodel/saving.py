@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 import shutil
 import tempfile
 import time
 
-from keras_mlflow_savedmodel import _compat
+from keras_mlflow_savedmodel import _compat, upload
+from keras_mlflow_savedmodel.disk_space import check_free_space
 from keras_mlflow_savedmodel.errors import ModelExportError, ModelLoggingError
 
 logger = logging.getLogger(__name__)
@@ -44,23 +46,39 @@ def folder_size(folder: str) -> int:
     return total
 
 
-def log_saved_model(model, client, run_id: str, artifact_path: str, temp_dir=None) -> LoggedSavedModel:
+def log_saved_model(
+    model,
+    client,
+    run_id: str,
+    artifact_path: str,
+    temp_dir=None,
+    *,
+    upload_retries: int = upload.DEFAULT_UPLOAD_RETRIES,
+    kept_roots=(),
+    tracking_uri: str = "",
+) -> LoggedSavedModel:
     """Write `model` as a SavedModel to a fresh temporary folder and log it under `artifact_path`.
 
-    The temporary folder is removed after a successful upload, and also when writing fails. When
-    the upload fails, the folder is kept so that the trained model is not lost.
+    The free space of the temporary folder's disk is checked before writing. The temporary folder
+    is removed after a successful upload, and also when writing fails or is interrupted. When the
+    upload fails, or is interrupted, the SavedModel is moved to the first of `kept_roots` that can
+    be written (see `upload.keep_saved_model`) so that the trained model is not lost.
 
     Raises:
+        InsufficientSpaceError: The temporary folder's disk has too little free space.
         ModelExportError: Keras could not write the SavedModel.
         ModelLoggingError: The upload failed; the error names the kept folder.
     """
     started = time.perf_counter()
+    check_free_space(os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir(), model)
     staging = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=temp_dir)
     saved_model_folder = os.path.join(staging, SAVED_MODEL_FOLDER)
     try:
         saved_format = _compat.write_saved_model(model, saved_model_folder)
-    except Exception as error:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if not isinstance(error, Exception):
+            raise
         raise ModelExportError(
             f"Could not write {type(model).__name__} {model.name!r} as a SavedModel: "
             f"{type(error).__name__}: {error}"
@@ -68,16 +86,21 @@ def log_saved_model(model, client, run_id: str, artifact_path: str, temp_dir=Non
 
     size_bytes = folder_size(saved_model_folder)
     try:
-        client.log_artifacts(run_id, saved_model_folder, artifact_path)
-    except Exception as error:
+        upload.upload_with_retries(client, run_id, saved_model_folder, artifact_path, upload_retries)
+    except BaseException as error:
+        reason = f"{type(error).__name__}: {error}"
+        kept = upload.keep_saved_model(saved_model_folder, kept_roots, tracking_uri, run_id, artifact_path, reason)
+        if kept != saved_model_folder:
+            shutil.rmtree(staging, ignore_errors=True)
         message = (
-            f"Could not log the SavedModel to run {run_id} under {artifact_path!r}: "
-            f"{type(error).__name__}: {error}. The trained model is kept in {saved_model_folder!r}; "
-            f"log it later with mlflow.MlflowClient().log_artifacts({run_id!r}, "
-            f"{saved_model_folder!r}, {artifact_path!r})."
+            f"Could not log the SavedModel to run {run_id} under {artifact_path!r} "
+            f"({reason}). The trained model is kept in {kept!r}; upload it into the run later "
+            f"with: keras-mlflow-savedmodel upload {shlex.quote(kept)}"
         )
         logger.error(message)
-        raise ModelLoggingError(saved_model_folder, run_id, artifact_path, message) from error
+        if not isinstance(error, Exception):
+            raise
+        raise ModelLoggingError(kept, run_id, artifact_path, message) from error
 
     shutil.rmtree(staging, ignore_errors=True)
     artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + artifact_path

@@ -117,6 +117,11 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         self._logs_training = False
         self._used_artifact_path = self._artifact_path
 
+    @property
+    def artifact_path(self) -> str:
+        """Artifact folder of the SavedModel in the run, after any rename to avoid autolog's."""
+        return self._used_artifact_path
+
     # Keras hooks
 
     def on_train_begin(self, logs=None):

@@ -145,3 +145,140 @@ def current_experiment_id():
     if get_experiment_id is None:
         return None
     return get_experiment_id()
+
+
+class SavedModelServing:
+    """Calls a reloaded SavedModel the way the live Keras model is called.
+
+    Keras 3's ``model.export`` writes a ``serve`` endpoint that takes the model's own input
+    structure. Legacy Keras writes only named signatures, so inputs are matched to the
+    ``serving_default`` argument names, which are the model's input names.
+    """
+
+    def __init__(self, reloaded, model):
+        self.reloaded = reloaded
+        self.model = model
+        self.has_serve = hasattr(reloaded, "serve") and hasattr(reloaded.serve, "input_signature")
+
+    def input_specs(self):
+        """Return the nested ``tf.TensorSpec`` of one call's inputs."""
+        if self.has_serve:
+            signature = self.reloaded.serve.input_signature
+            return signature[0] if len(signature) == 1 else tuple(signature)
+        specs = self.reloaded.signatures["serving_default"].structured_input_signature[1]
+        if len(specs) == 1:
+            return next(iter(specs.values()))
+        return dict(specs)
+
+    def call(self, inputs):
+        """Run the SavedModel on `inputs` (tensors in the model's structure) and return outputs."""
+        if self.has_serve:
+            signature = self.reloaded.serve.input_signature
+            if len(signature) > 1:
+                return self.reloaded.serve(*inputs)
+            if isinstance(signature[0], tuple) and isinstance(inputs, list):
+                inputs = tuple(inputs)
+            return self.reloaded.serve(inputs)
+        serving = self.reloaded.signatures["serving_default"]
+        names = list(serving.structured_input_signature[1])
+        if isinstance(inputs, dict):
+            named = dict(inputs)
+        elif isinstance(inputs, (list, tuple)):
+            named = dict(zip(getattr(self.model, "input_names", names), inputs))
+        else:
+            named = {names[0]: inputs}
+        outputs = serving(**named)
+        if len(outputs) == 1:
+            return next(iter(outputs.values()))
+        output_names = list(getattr(self.model, "output_names", None) or [])
+        if output_names and all(name in outputs for name in output_names):
+            return [outputs[name] for name in output_names]
+        return outputs
+
+
+def default_host_creds(tracking_uri: str):
+    """Return MLflow's ``MlflowHostCreds`` for `tracking_uri`, read from MLflow's environment variables."""
+    try:
+        # The public location in MLflow 3.17.
+        from mlflow.utils.credentials import get_default_host_creds
+    except ImportError:
+        # NOTE: the private location in older MLflow 2 releases; not run against MLflow 2 here.
+        from mlflow.tracking._tracking_service.utils import _get_default_host_creds as get_default_host_creds
+    return get_default_host_creds(tracking_uri)
+
+
+def all_layers(model) -> list:
+    """Return `model` and every layer inside it, nested layers included."""
+    # NOTE: _flatten_layers is private in Keras 3.15 and tf_keras 2.21 alike; no public call
+    # walks nested layers of subclassed models.
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is not None:
+        return list(flatten(include_self=True, recursive=True))
+    return [model] + list(getattr(model, "layers", []))
+
+
+def registered_name(cls):
+    """Return the name `cls` was registered under for Keras serialization, or None."""
+    if is_keras3_model_class(cls):
+        import keras
+
+        name = keras.saving.get_registered_name(cls)
+    else:
+        try:
+            import tf_keras
+
+            name = tf_keras.saving.get_registered_name(cls)
+        except ImportError:
+            import tensorflow as tf
+
+            name = tf.keras.saving.get_registered_name(cls)
+    return None if name == cls.__name__ else name
+
+
+def is_keras3_model_class(cls) -> bool:
+    """Return True when `cls` derives from a Keras 3 class (layer, loss, optimizer...)."""
+    return any(base.__module__.split(".")[0] == "keras" for base in cls.__mro__)
+
+
+def keras_backend():
+    """Return the Keras 3 backend name (``"tensorflow"``, ``"jax"``...), or None without Keras 3."""
+    if _keras3_model_class() is None:
+        return None
+    import keras
+
+    return keras.backend.backend()
+
+
+# Keras 3.15 exports a TensorFlow SavedModel on these backends (JAX through jax2tf).
+SAVED_MODEL_BACKENDS = ("tensorflow", "jax")
+
+
+def save_mlflow_input_example(mlmodel, example, folder: str) -> bool:
+    """Store `example` in `folder` as MLflow's input example of `mlmodel`; return False if unable."""
+    # NOTE: private in MLflow 2.x and 3.17; mlflow.models has no public call that stores an
+    # example for a folder that was not written by a flavor's save_model.
+    try:
+        from mlflow.models.utils import _save_example
+    except ImportError:
+        return False
+    _save_example(mlmodel, example, folder)
+    return True
+
+
+def early_stopping_classes() -> tuple:
+    """Return the EarlyStopping classes of every Keras installed: Keras 3, tf_keras, tf.keras."""
+    classes = []
+    if _keras3_model_class() is not None:
+        import keras
+
+        classes.append(keras.callbacks.EarlyStopping)
+    try:
+        import tf_keras
+
+        classes.append(tf_keras.callbacks.EarlyStopping)
+    except ImportError:
+        pass
+    import tensorflow as tf
+
+    classes.append(tf.keras.callbacks.EarlyStopping)
+    return tuple(dict.fromkeys(classes))

@@ -13,22 +13,35 @@ and the experiments itself, with the folder as the artifact root.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import re
 import shlex
+import sys
 import urllib.parse
 from pathlib import Path
 from typing import Optional, Union
 
 from keras_mlflow_savedmodel.errors import TrackingStoreError
+from keras_mlflow_savedmodel.remote import check_server, is_http_uri, redact_uri
+
+logger = logging.getLogger(__name__)
 
 TRACKING_DB_NAME = "mlflow.db"
+# Held while one process creates the database or an experiment, so that two processes starting
+# on a new store at once do not both run MLflow's schema migrations or insert the same experiment.
+LOCK_FILE_NAME = ".mlflow.db.lock"
 ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 # Bare names that MLflow accepts as tracking URIs without a colon.
 _BARE_URI_NAMES = ("databricks", "databricks-uc", "uc")
+# URI schemes of MLflow 3.17's built-in tracking stores. SQLAlchemy URIs may add a driver
+# ("postgresql+psycopg2"), and plugins add schemes through the "mlflow.tracking_store" entry points.
+_BUILTIN_SCHEMES = ("file", "http", "https", "databricks", "databricks-uc", "uc", "sqlite", "postgresql", "mysql", "mssql")
+_TRACKING_STORE_ENTRY_POINTS = "mlflow.tracking_store"
 # A scheme of two letters or more, so that a Windows drive letter ("C:\\runs") reads as a path.
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -71,18 +84,6 @@ def is_uri(value: str) -> bool:
     return value in _BARE_URI_NAMES or bool(_SCHEME_RE.match(value))
 
 
-def redact_uri(uri: str) -> str:
-    """Return `uri` with the password of its user-info part replaced by ``***``."""
-    parts = urllib.parse.urlsplit(uri)
-    if not parts.password:
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else f":***@{host}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 def same_store(first_uri: str, second_uri: str) -> bool:
     """Return True when two tracking URIs name the same store, ignoring percent-encoding."""
 
@@ -119,8 +120,30 @@ def resolve_tracking_store(value: Optional[PathOrUri], source: str = "tracking_u
 
     given = os.fspath(value)
     if is_uri(given):
+        _check_scheme(given, source)
         return TrackingStore(given, given, source)
     return _resolve_store_folder(given, source)
+
+
+def _check_scheme(uri: str, source: str) -> None:
+    if uri in _BARE_URI_NAMES:
+        return
+    scheme = uri.split(":", 1)[0].lower()
+    if scheme.split("+", 1)[0] in _BUILTIN_SCHEMES or scheme in _plugin_schemes():
+        return
+    raise TrackingStoreError(
+        uri,
+        source,
+        f"{source} {redact_uri(uri)!r} has the URI scheme {scheme!r}, which no installed MLflow "
+        f"tracking store handles. Use a store folder path, or a URI with one of the schemes "
+        f"{', '.join(_BUILTIN_SCHEMES)}, or install the MLflow plugin that provides {scheme!r}.",
+    )
+
+
+def _plugin_schemes() -> set:
+    from importlib.metadata import entry_points
+
+    return {entry_point.name.lower() for entry_point in entry_points(group=_TRACKING_STORE_ENTRY_POINTS)}
 
 
 def _resolve_store_folder(given: str, source: str) -> TrackingStore:
@@ -181,14 +204,20 @@ def _holds_legacy_file_store(folder: str) -> bool:
 
 
 def open_tracking_store(store: TrackingStore) -> None:
-    """Create the store folder and its database with the folder as artifact root, if needed.
+    """Make the store ready to use: create a local store, or check that a server answers.
 
-    Does nothing for URIs: remote and user-managed stores are used as they are.
+    A store folder and its database are created if missing, with the folder as artifact root.
+    An ``http(s)`` server gets one request with a short timeout (see `remote.check_server`).
+    Other URIs are used as they are.
 
     Raises:
         TrackingStoreError: The folder or database cannot be created.
+        TrackingServerError: The server cannot be reached in time or rejects the credentials.
     """
-    if store.local_folder is None or not store.tracking_uri.startswith("sqlite:"):
+    if is_http_uri(store.tracking_uri):
+        check_server(store.tracking_uri, store.source)
+        return
+    if not _is_local_sqlite(store):
         return
     try:
         os.makedirs(store.local_folder, exist_ok=True)
@@ -199,7 +228,89 @@ def open_tracking_store(store: TrackingStore) -> None:
             f"Cannot create the store folder {store.local_folder!r} (from {store.source} "
             f"{store.given!r}): {error}. Pass a folder you can write to.",
         ) from error
-    _sql_store(store)
+    with _store_lock(store):
+        _sql_store(store)
+
+
+def require_existing_store(store: TrackingStore) -> None:
+    """Raise unless a local store folder or SQLite file already exists; URIs of servers pass.
+
+    Raises:
+        TrackingStoreError: The folder or database file does not exist.
+    """
+    if store.local_folder is not None:
+        if not os.path.isdir(store.local_folder):
+            raise TrackingStoreError(
+                store.given,
+                store.source,
+                f"The store folder {store.local_folder!r} (from {store.source} {store.given!r}) "
+                "does not exist. Check the path, or train with "
+                f"SavedModelMLflowCallback({store.given!r}) first to create it.",
+            )
+        if _is_local_sqlite(store) and not os.path.isfile(_db_path(store)):
+            raise TrackingStoreError(
+                store.given,
+                store.source,
+                f"The folder {store.local_folder!r} (from {store.source} {store.given!r}) holds no "
+                f"MLflow store: {TRACKING_DB_NAME} is missing. Pass the folder that "
+                "SavedModelMLflowCallback logged to.",
+            )
+        return
+    if store.tracking_uri.startswith("sqlite:"):
+        db_path = sqlite_file_path(store.tracking_uri)
+        if db_path is not None and not os.path.isfile(db_path):
+            raise TrackingStoreError(
+                store.given,
+                store.source,
+                f"The SQLite database {db_path!r} (from {store.source} {store.given!r}) does not "
+                "exist. Check the path.",
+            )
+
+
+def sqlite_file_path(tracking_uri: str) -> Optional[str]:
+    """Return the file path of a ``sqlite:///`` URI, or None for an in-memory database."""
+    path = urllib.parse.unquote(tracking_uri[len("sqlite:///") :]).split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return path
+
+
+def _is_local_sqlite(store: TrackingStore) -> bool:
+    return store.local_folder is not None and store.tracking_uri.startswith("sqlite:")
+
+
+def _db_path(store: TrackingStore) -> str:
+    return os.path.join(store.local_folder, TRACKING_DB_NAME)
+
+
+@contextlib.contextmanager
+def _store_lock(store: TrackingStore):
+    """Hold an exclusive lock on the store folder's lock file, across processes."""
+    lock_path = os.path.join(store.local_folder, LOCK_FILE_NAME)
+    with open(lock_path, "a+b") as lock_file:
+        if sys.platform == "win32":
+            import msvcrt
+
+            # LK_LOCK retries for about 10 s and then raises OSError, so keep trying.
+            while True:
+                try:
+                    msvcrt.locking(lock_file.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    logger.info("Waiting for another process to release %s.", lock_path)
+            try:
+                yield
+            finally:
+                lock_file.seek(0)
+                msvcrt.locking(lock_file.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
 
 def _sql_store(store: TrackingStore):
@@ -207,22 +318,32 @@ def _sql_store(store: TrackingStore):
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     # Constructing the store creates the database, runs migrations and creates the "Default"
-    # experiment, whose artifacts then live in <folder>/0.
+    # experiment, whose artifacts then live in <folder>/0. MLflow 3.17 does this without a lock,
+    # so callers hold _store_lock.
     return SqlAlchemyStore(store.tracking_uri, store.local_folder)
 
 
 def get_or_create_experiment(store: TrackingStore, name: str) -> str:
     """Return the id of experiment `name`, creating it inside the store folder when missing."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient(store.tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    try:
-        if store.local_folder is not None and store.tracking_uri.startswith("sqlite:"):
+    if _is_local_sqlite(store):
+        with _store_lock(store):
+            experiment = client.get_experiment_by_name(name)
+            if experiment is not None:
+                return experiment.experiment_id
             return _sql_store(store).create_experiment(name)
+    return _create_remote_experiment(client, name)
+
+
+def _create_remote_experiment(client, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
         return client.create_experiment(name)
     except MlflowException:
         # Another process created it between the lookup and the creation.

@@ -106,3 +106,71 @@ def check_temp_dir(value):
             f"temp_dir {folder!r} is not an existing folder. Create it, or pass None for the "
             "system's temporary folder.",
         )
+
+
+def check_non_negative_int(argument: str, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(
+            argument,
+            value,
+            f"{argument} must be an int of 0 or more. Received: {argument}={value!r}.",
+        )
+
+
+def check_choice(argument: str, value, allowed: tuple):
+    if value not in allowed:
+        raise InvalidArgumentError(
+            argument,
+            value,
+            f"{argument} must be one of {', '.join(repr(choice) for choice in allowed)}. "
+            f"Received: {argument}={value!r}.",
+        )
+
+
+def check_optional_folder(argument: str, value):
+    """Check a folder argument that is created when missing, so it need not exist yet."""
+    if value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip():
+        raise InvalidArgumentError(
+            argument,
+            value,
+            f"{argument} must be a folder path or None. Received: {argument}={value!r}.",
+        )
+    folder = os.path.expanduser(os.fspath(value))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InvalidArgumentError(
+            argument,
+            value,
+            f"{argument} {folder!r} is a file, not a folder. Pass a folder path (it is created "
+            "when needed), or None for the default location.",
+        )
+
+
+def check_input_example(value):
+    """Check that `value` is None, an array-like, or a list, tuple or dict of array-likes."""
+    if value is None:
+        return
+    if isinstance(value, (str, bytes, int, float, bool)):
+        raise InvalidArgumentError(
+            "input_example",
+            value,
+            "input_example must be a batch of model inputs: an array, a list or tuple of "
+            f"arrays, or a dict of arrays keyed by input name. Received: input_example={value!r} "
+            f"of type {type(value).__name__}. Pass for example x_train[:2].",
+        )
+    if isinstance(value, dict):
+        parts = list(value.values())
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [value]
+    for part in parts:
+        if not hasattr(part, "shape") or len(part.shape) == 0:
+            raise InvalidArgumentError(
+                "input_example",
+                value,
+                "input_example must hold arrays or tensors with a batch dimension. Received an "
+                f"item of type {type(part).__name__} in input_example. Pass NumPy arrays such "
+                "as x_train[:2].",
+            )

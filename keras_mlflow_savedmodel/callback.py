@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import warnings
 from typing import Optional
 
-from keras_mlflow_savedmodel import _checks, _compat, training_params
-from keras_mlflow_savedmodel.errors import StoreMismatchError
+from keras_mlflow_savedmodel import _checks, _compat, distributed, run_lifecycle, training_params, upload
+from keras_mlflow_savedmodel import early_stopping, fidelity
+from keras_mlflow_savedmodel.errors import (
+    ModelExportError,
+    ModelLoggingError,
+    ModelVerificationError,
+    StoreMismatchError,
+)
 from keras_mlflow_savedmodel.saving import log_saved_model
 from keras_mlflow_savedmodel.store import (
     PathOrUri,
@@ -41,6 +49,12 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
     basic training params and every epoch's metrics with ``step=epoch``. At train end it writes the
     SavedModel to a temporary folder, logs it under `artifact_path` and removes the folder.
 
+    A run the callback started ends FAILED when ``fit`` raises, and KILLED on KeyboardInterrupt
+    or SIGTERM: exactly in the context-manager form (``with SavedModelMLflowCallback(...) as cb:``),
+    otherwise when the exception reaches the top of the script, at process exit, or at the next
+    ``fit`` (see `run_lifecycle`). In multi-worker training only the chief (`distributed.is_chief`)
+    creates the run, logs and uploads; every worker writes the SavedModel.
+
     Args:
         tracking_uri: A folder for a self-contained local store (created if missing; relative
             paths and ``~`` are resolved now, against the current working directory), or a
@@ -57,6 +71,19 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         log_params: Log epochs, batch size, optimizer, learning rate and parameter counts.
         log_metrics: Log every epoch's metrics.
         temp_dir: Folder for the temporary SavedModel; None uses the system's temporary folder.
+            Its free space is checked against the model's estimated size before writing.
+        kept_dir: Folder that keeps a SavedModel that could not be logged, as
+            ``<kept_dir>/<run_id>/<artifact_path>``. None uses ``<store folder>/kept-models`` for a
+            local store folder, else ``~/.local/share/keras-mlflow-savedmodel/kept-models``.
+            ``keras-mlflow-savedmodel upload <folder>`` logs a kept folder into its run later.
+        upload_retries: Retries of an upload that failed with a transient error (connection,
+            timeout, HTTP 408/429/5xx), waiting 2, 4, 8... seconds between attempts.
+        on_log_error: ``"raise"`` raises the error when the model cannot be written or logged,
+            ``"warn"`` issues a RuntimeWarning instead. The run ends FAILED either way.
+        log_partial_model: On KeyboardInterrupt or SIGTERM during fit, log the model as it is
+            before ending the run KILLED, and tag the run ``keras_mlflow_savedmodel.partial_model``.
+            The interrupt reaches this callback only in the context-manager form, at an uncaught
+            exception in a script, or at process exit.
 
     Attributes:
         run_id: Id of the run used by the last ``fit``, set from train begin on.
@@ -88,6 +115,14 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         log_params: bool = True,
         log_metrics: bool = True,
         temp_dir: Optional[PathOrUri] = None,
+        kept_dir: Optional[PathOrUri] = None,
+        upload_retries: int = upload.DEFAULT_UPLOAD_RETRIES,
+        on_log_error: str = "raise",
+        log_partial_model: bool = False,
+        input_example=None,
+        save_keras_archive: bool = True,
+        on_verify_failure: str = "raise",
+        registered_model_name: Optional[str] = None,
     ):
         super().__init__()
         _checks.check_tracking_uri(tracking_uri)
@@ -98,21 +133,44 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         _checks.check_bool("log_params", log_params)
         _checks.check_bool("log_metrics", log_metrics)
         _checks.check_temp_dir(temp_dir)
+        _checks.check_optional_folder("kept_dir", kept_dir)
+        _checks.check_non_negative_int("upload_retries", upload_retries)
+        _checks.check_choice("on_log_error", on_log_error, ("raise", "warn"))
+        _checks.check_bool("log_partial_model", log_partial_model)
+        _checks.check_input_example(input_example)
+        _checks.check_bool("save_keras_archive", save_keras_archive)
+        _checks.check_choice("on_verify_failure", on_verify_failure, ("raise", "warn"))
+        _checks.check_optional_name("registered_model_name", registered_model_name)
         self._experiment_name = experiment_name
         self._run_name = run_name
         self._log_params = log_params
         self._log_metrics = log_metrics
         self._temp_dir = temp_dir
+        self._kept_dir = kept_dir
+        self._upload_retries = upload_retries
+        self._on_log_error = on_log_error
+        self._log_partial_model = log_partial_model
+        self._input_example = input_example
+        self._save_keras_archive = save_keras_archive
+        self._on_verify_failure = on_verify_failure
+        self._registered_model_name = registered_model_name
+        self._owned_run: Optional[run_lifecycle.OwnedRun] = None
+        # Only the chief touches the store: other workers of a multi-worker job must not race
+        # it creating the database, runs or experiments.
+        self._chief = distributed.is_chief()
 
         self._store = resolve_tracking_store(tracking_uri)
-        open_tracking_store(self._store)
-        self._experiment_id, self._experiment_source = self._choose_experiment()
-        self._activate_store()
+        if self._chief:
+            open_tracking_store(self._store)
+            self._experiment_id, self._experiment_source = self._choose_experiment()
+            self._activate_store()
 
         self.tracking_uri = self._store.tracking_uri
         self.ui_command = self._store.ui_command()
         self.run_id: Optional[str] = None
         self.model_uri: Optional[str] = None
+        self.registered_model_version: Optional[str] = None
+        self.verification = None
         self._owns_run = False
         self._logs_training = False
         self._used_artifact_path = self._artifact_path
@@ -124,7 +182,22 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
 
     # Keras hooks
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        """End the run this callback started and left open: KILLED on KeyboardInterrupt and SIGTERM,
+        FAILED on any other exception. The exception is not suppressed."""
+        if self._owned_run is not None:
+            self._owned_run.end(run_lifecycle.status_for(exc_value))
+        return False
+
     def on_train_begin(self, logs=None):
+        fidelity.check_backend(self._save_keras_archive)
+        run_lifecycle.end_dangling_runs()
+        self._chief = distributed.is_chief(getattr(self.model, "distribute_strategy", None))
+        if not self._chief:
+            return
         self._activate_store()
         run = self._choose_run()
         autolog_flavors = _compat.autologging_flavors_enabled()
@@ -142,18 +215,27 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         self._log_train_begin(run)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._logs_training and self._log_metrics:
+        if self._chief and self._logs_training and self._log_metrics:
             metrics = training_params.epoch_metrics(logs, epoch)
             if metrics:
                 self._client().log_batch(self.run_id, metrics=metrics)
 
     def on_train_end(self, logs=None):
+        if not self._chief:
+            distributed.write_and_discard(self.model, self._temp_dir)
+            return
+        # Before writing, so that the logged weights are the ones fit returns.
+        early_stopping.apply_pending_restores(self, self.model)
         try:
-            logged = log_saved_model(
-                self.model, self._client(), self.run_id, self._used_artifact_path, self._temp_dir
-            )
-        except BaseException:
+            logged = self._log_model(self._used_artifact_path)
+        except (ModelExportError, ModelLoggingError) as error:
             self._end_owned_run("FAILED")
+            if self._on_log_error == "raise":
+                raise
+            warnings.warn(str(error), RuntimeWarning, stacklevel=2)
+            return
+        except BaseException as error:
+            self._end_owned_run(run_lifecycle.status_for(error))
             raise
         logger.info(
             "Logged the SavedModel (%s) to %s: %.1f MB in %.1f s. Load it with "
@@ -164,6 +246,11 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             logged.seconds,
             self.model_uri,
         )
+        try:
+            fidelity.record_logged_model(self, logged)
+        except ModelVerificationError:
+            self._end_owned_run("FAILED")
+            raise
         self._end_owned_run("FINISHED")
 
     # Steps
@@ -227,6 +314,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         active = mlflow.active_run()
         if active is not None:
             self._owns_run = False
+            self._owned_run = None
             self.run_id = active.info.run_id
             if self._run_name is not None and active.info.run_name != self._run_name:
                 logger.info(
@@ -239,6 +327,8 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         run = mlflow.start_run(experiment_id=self._experiment_id, run_name=self._run_name)
         self._owns_run = True
         self.run_id = run.info.run_id
+        partial_logger = self._log_partial_model_now if self._log_partial_model else None
+        self._owned_run = run_lifecycle.track_run(self.run_id, self._store.tracking_uri, partial_logger)
         return run
 
     def _pick_artifact_path(self, autolog_flavors) -> str:
@@ -292,14 +382,27 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             self._store.ui_command(),
         )
 
-    def _end_owned_run(self, status: str):
-        import mlflow
+    def _log_model(self, artifact_path: str):
+        kept_roots = upload.kept_roots(self._kept_dir, self._store.local_folder)
+        return log_saved_model(
+            self.model,
+            self._client(),
+            self.run_id,
+            artifact_path,
+            self._temp_dir,
+            upload_retries=self._upload_retries,
+            kept_roots=kept_roots,
+            tracking_uri=self._store.tracking_uri,
+            complete_folder=functools.partial(fidelity.complete_folder, self, artifact_path),
+        )
 
-        if not self._owns_run:
-            return
-        active = mlflow.active_run()
-        if active is not None and active.info.run_id == self.run_id:
-            mlflow.end_run(status=status)
-        else:
-            self._client().set_terminated(self.run_id, status=status)
+    def _log_partial_model_now(self):
+        """Log the model as it is during an interrupted fit, and tag the run to mark it partial."""
+        logged = self._log_model(self._used_artifact_path)
+        self._client().set_tag(self.run_id, run_lifecycle.PARTIAL_MODEL_TAG, self._used_artifact_path)
+        logger.warning("Logged the partial model of the interrupted fit to %s.", logged.artifact_uri)
+
+    def _end_owned_run(self, status: str):
+        if self._owned_run is not None:
+            self._owned_run.end(status)
         self._owns_run = False

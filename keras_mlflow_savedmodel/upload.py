@@ -230,3 +230,17 @@ def upload_kept_model(
     artifact_uri = client.get_run(given["run_id"]).info.artifact_uri.rstrip("/") + "/" + given["artifact_path"]
     logger.info("Uploaded the kept SavedModel %r to %s and deleted the local copy.", folder, artifact_uri)
     return artifact_uri
+
+
+def kept_roots(kept_dir, store_folder: Optional[str]) -> list:
+    """Return the folders to keep an unlogged SavedModel in, first choice first.
+
+    `kept_dir` alone when given. Otherwise the folder beside a local store, then the per-user
+    data folder, so that a store folder that cannot be written does not lose the model.
+    """
+    if kept_dir is not None:
+        return [os.path.abspath(os.path.expanduser(os.fspath(kept_dir)))]
+    roots = [default_kept_root(store_folder)]
+    if store_folder is not None:
+        roots.append(default_kept_root(None))
+    return roots

@@ -1,0 +1,203 @@
+"""Ending the runs that SavedModelMLflowCallback starts with a status that tells what happened.
+
+Keras calls no callback hook when ``fit`` raises, and MLflow's exit handler (registered when
+``mlflow`` is imported, MLflow 2.x and 3.x) ends a leftover active run as FINISHED. So a run the
+callback starts is tracked here from train begin until it ends, and it is ended by the first of:
+
+- train end: FINISHED, or FAILED when the model could not be logged;
+- ``__exit__`` of the context-manager form: KILLED for KeyboardInterrupt and SIGTERM, FAILED for
+  any other exception;
+- ``sys.excepthook``, when an exception reaches the top of a script (chained to the hook that was
+  set before);
+- an ``atexit`` handler, registered after MLflow's so that it runs first;
+- the next train begin of any callback of this package: a notebook has no process exit, and a run
+  left RUNNING by an interrupted ``fit`` must not be inherited by the next one.
+
+While a tracked run is open, SIGTERM raises `TrainingTerminated` in the main thread, so that
+``fit`` unwinds as it does on Ctrl-C and the process then exits with status 143. This happens only
+when no other SIGTERM handler was set. Runs the callback did not start are never touched.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Callable, Dict, Optional
+
+logger = logging.getLogger(__name__)
+
+TERMINATED_EXIT_CODE = 128 + int(signal.SIGTERM)
+# Run tag set when the model logged is the one of an interrupted fit; its value is the artifact path.
+PARTIAL_MODEL_TAG = "keras_mlflow_savedmodel.partial_model"
+
+
+class TrainingTerminated(SystemExit):
+    """Raised in the main thread when SIGTERM arrives while a run of this package is open.
+
+    It derives from SystemExit so that ``except Exception`` in user code and in Keras lets it
+    through, and the process exits with the conventional status 143 for SIGTERM.
+    """
+
+    def __init__(self):
+        super().__init__(TERMINATED_EXIT_CODE)
+
+
+def status_for(error: Optional[BaseException]) -> str:
+    """Return the MLflow run status for a ``fit`` that ended with `error` (None: no error)."""
+    if error is None:
+        return "FINISHED"
+    if isinstance(error, (KeyboardInterrupt, TrainingTerminated)):
+        return "KILLED"
+    return "FAILED"
+
+
+class OwnedRun:
+    """A run that a callback started and must end.
+
+    Attributes:
+        run_id: The run's id.
+        tracking_uri: The store that holds it.
+    """
+
+    def __init__(self, run_id: str, tracking_uri: str, log_partial_model: Optional[Callable[[], None]]):
+        self.run_id = run_id
+        self.tracking_uri = tracking_uri
+        self._log_partial_model = log_partial_model
+        self.ended = False
+
+    def end(self, status: str) -> None:
+        """End the run with `status`, logging the partial model first when it is KILLED and asked for.
+
+        Errors of the store are logged and not raised, because this often runs while another
+        exception propagates, and that exception must not be replaced.
+        """
+        import mlflow
+
+        if self.ended:
+            return
+        self.ended = True
+        _OPEN_RUNS.pop(self.run_id, None)
+        _restore_sigterm_handler_when_idle()
+        if status == "KILLED" and self._log_partial_model is not None:
+            try:
+                self._log_partial_model()
+            except Exception as error:  # any failure: the interrupt that is propagating wins
+                logger.error("Could not log the partial model of run %s: %s", self.run_id, error)
+        try:
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == self.run_id:
+                mlflow.end_run(status=status)
+            else:
+                mlflow.MlflowClient(self.tracking_uri).set_terminated(self.run_id, status=status)
+        except Exception as error:  # any store failure: see the docstring
+            logger.error(
+                "Could not end MLflow run %s as %s in %s: %s: %s",
+                self.run_id,
+                status,
+                self.tracking_uri,
+                type(error).__name__,
+                error,
+            )
+            return
+        logger.info("Ended MLflow run %s as %s.", self.run_id, status)
+
+
+# Runs started by callbacks of this package and not ended yet, by run id. Process-wide, because
+# the exit hooks and the next fit must find runs of any callback instance.
+_OPEN_RUNS: Dict[str, OwnedRun] = {}
+_hooks = {"installed": False, "previous_excepthook": None, "previous_sigterm": None, "sigterm_seen": False}
+
+
+def track_run(run_id: str, tracking_uri: str, log_partial_model=None) -> OwnedRun:
+    """Start tracking a run a callback started, and install the exit hooks once per process."""
+    owned = OwnedRun(run_id, tracking_uri, log_partial_model)
+    _OPEN_RUNS[run_id] = owned
+    _install_process_hooks()
+    _install_sigterm_handler()
+    return owned
+
+
+def end_dangling_runs() -> None:
+    """End the runs of an earlier ``fit`` that never reached train end.
+
+    The status is KILLED when the last exception that reached the top of the interpreter (a
+    script, the REPL, IPython) was a KeyboardInterrupt or SIGTERM, and FAILED otherwise.
+    """
+    if not _OPEN_RUNS:
+        return
+    status = status_for(getattr(sys, "last_value", None) or RuntimeError())
+    if _hooks["sigterm_seen"]:
+        status = "KILLED"
+    for owned in list(_OPEN_RUNS.values()):
+        logger.warning(
+            "MLflow run %s of an earlier fit that stopped with an exception is still RUNNING; "
+            "ending it as %s before this fit starts a new run.",
+            owned.run_id,
+            status,
+        )
+        owned.end(status)
+
+
+def _end_open_runs(status: str) -> None:
+    for owned in list(_OPEN_RUNS.values()):
+        owned.end(status)
+
+
+def _install_process_hooks() -> None:
+    if _hooks["installed"]:
+        return
+    _hooks["installed"] = True
+    _hooks["previous_excepthook"] = sys.excepthook
+    sys.excepthook = _excepthook
+    # atexit runs handlers last-registered first, and MLflow registered its handler on import.
+    atexit.register(_at_exit)
+
+
+def _excepthook(exc_type, exc_value, traceback):
+    if _OPEN_RUNS:
+        _end_open_runs(status_for(exc_value))
+    previous = _hooks["previous_excepthook"] or sys.__excepthook__
+    previous(exc_type, exc_value, traceback)
+
+
+def _at_exit() -> None:
+    if not _OPEN_RUNS:
+        return
+    # A TrainingTerminated or other SystemExit during fit does not reach sys.excepthook.
+    _end_open_runs("KILLED" if _hooks["sigterm_seen"] else "FAILED")
+
+
+def _install_sigterm_handler() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if _hooks["previous_sigterm"] is not None:
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not signal.SIG_DFL:
+        logger.debug("SIGTERM already has a handler (%r); leaving it in place.", current)
+        return
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _hooks["previous_sigterm"] = current
+
+
+def _restore_sigterm_handler_when_idle() -> None:
+    if _OPEN_RUNS or _hooks["previous_sigterm"] is None:
+        return
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _hooks["previous_sigterm"])
+        _hooks["previous_sigterm"] = None
+
+
+def _on_sigterm(signum, frame):
+    if not _OPEN_RUNS:
+        # No run of ours is open: act as the default handler would, and terminate.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    _hooks["sigterm_seen"] = True
+    logger.warning("SIGTERM received during training; stopping fit.")
+    raise TrainingTerminated()

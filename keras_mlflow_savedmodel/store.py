@@ -67,16 +67,28 @@ class TrackingStore:
 
     @property
     def display_uri(self) -> str:
-        """The tracking URI with any password replaced by ``***``."""
+        """The tracking URI with credentials replaced by ``***``."""
         return redact_uri(self.tracking_uri)
 
-    def ui_command(self) -> str:
-        """Return the ``mlflow ui`` command that opens this store, quoted for a POSIX shell."""
-        words = ["mlflow", "ui", "--backend-store-uri", self.display_uri]
-        if self.local_folder is not None and self.tracking_uri.startswith("sqlite:"):
+    def ui_options(self) -> list:
+        """Return the ``mlflow ui`` options that open this store, with the tracking URI unredacted."""
+        options = ["--backend-store-uri", self.tracking_uri]
+        if _is_local_sqlite(self):
             # Experiments created from the UI then keep their artifacts in the folder too.
-            words += ["--default-artifact-root", self.local_folder]
-        return " ".join(shlex.quote(word) for word in words)
+            options += ["--default-artifact-root", self.local_folder]
+        return options
+
+    def ui_command(self) -> str:
+        """Return the ``mlflow ui`` command that opens this store, quoted for a POSIX shell.
+
+        A tracking server already serves the UI, so for an ``http(s)`` store this is its URL.
+        Credentials are replaced by ``***`` in both cases.
+        """
+        if is_http_uri(self.tracking_uri):
+            return self.display_uri
+        options = self.ui_options()
+        options[1] = self.display_uri
+        return " ".join(shlex.quote(word) for word in ["mlflow", "ui", *options])
 
 
 def is_uri(value: str) -> bool:

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from typing import Optional
 
 from keras_mlflow_savedmodel import _compat
@@ -87,3 +88,32 @@ def write_and_discard(model, temp_dir=None) -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     logger.debug("Wrote the SavedModel on a non-chief worker and deleted it.")
+
+
+def call_outside_strategy(function, *args):
+    """Call ``function(*args)`` where no ``tf.distribute`` strategy is in scope, and return its result.
+
+    Keras runs callbacks inside the strategy's scope. There, ``tf.saved_model.load`` creates
+    distributed variables, and under MultiWorkerMirroredStrategy that runs collective operations
+    that only the chief would enter, so the chief would wait for the other workers forever. A
+    strategy scope applies to one thread only, so a new thread starts with the default strategy.
+    Exceptions of `function`, KeyboardInterrupt included, are raised again in the caller.
+    """
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy():
+        return function(*args)
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = function(*args)
+        except BaseException as error:  # handed to the caller, which raises it again
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, name="keras-mlflow-savedmodel-outside-strategy")
+    worker.start()
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")

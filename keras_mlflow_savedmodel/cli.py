@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Optional
 
-from keras_mlflow_savedmodel import ui_server
+from keras_mlflow_savedmodel import ui_server, upload
 from keras_mlflow_savedmodel.errors import KerasMlflowSavedModelError
 from keras_mlflow_savedmodel.remote import is_http_uri, redact_secrets
 from keras_mlflow_savedmodel.store import (
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_RUN_LIMIT,
         help="Maximum number of runs shown per experiment (default: %(default)s).",
     )
+    upload.add_cli_command(commands)
     return parser
 
 
@@ -124,6 +125,8 @@ def main(argv=None) -> int:
 
     store = None
     try:
+        if arguments.command == "upload":
+            return upload.run_cli_command(arguments)
         store = resolve_tracking_store(arguments.store, source=STORE_SOURCE)
         if arguments.command == "where":
             return _where(store)

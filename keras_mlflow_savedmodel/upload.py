@@ -244,3 +244,30 @@ def kept_roots(kept_dir, store_folder: Optional[str]) -> list:
     if store_folder is not None:
         roots.append(default_kept_root(None))
     return roots
+
+
+def add_cli_command(commands) -> None:
+    """Add the ``upload`` command to the subparsers `commands` of the command line."""
+    command = commands.add_parser(
+        "upload",
+        help="Log a SavedModel kept after a failed upload into its run, then delete it.",
+        description="Log a SavedModel folder that SavedModelMLflowCallback kept on local disk "
+        "because the upload at train end failed, into the run it belongs to, then delete the "
+        "local copy. The store, run and artifact path are read from the record beside the folder.",
+    )
+    command.add_argument("folder", metavar="FOLDER", help="The kept folder that the error message named.")
+    command.add_argument("--tracking-uri", help="Store folder or tracking URI of the run (default: recorded).")
+    command.add_argument("--run-id", help="Run to log into (default: recorded).")
+    command.add_argument("--artifact-path", help="Artifact path in the run (default: recorded).")
+
+
+def run_cli_command(arguments) -> int:
+    """Run the ``upload`` command, print the artifact URI and return the exit status 0."""
+    artifact_uri = upload_kept_model(
+        arguments.folder,
+        tracking_uri=arguments.tracking_uri,
+        run_id=arguments.run_id,
+        artifact_path=arguments.artifact_path,
+    )
+    print(f"uploaded to:    {artifact_uri}")
+    return 0

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 
-from keras_mlflow_savedmodel import _compat, upload
+from keras_mlflow_savedmodel import _compat, distributed, export_failure, upload
 from keras_mlflow_savedmodel.disk_space import check_free_space
 from keras_mlflow_savedmodel.errors import ModelExportError, ModelLoggingError
 
@@ -29,12 +29,14 @@ class LoggedSavedModel:
         size_bytes: Total size of the files logged.
         seconds: Wall time of writing and logging together.
         saved_format: ``"keras3-export"`` or ``"keras2-savedmodel"``.
+        folder_report: What `complete_folder` returned, or None.
     """
 
     artifact_uri: str
     size_bytes: int
     seconds: float
     saved_format: str
+    folder_report: object = None
 
 
 def folder_size(folder: str) -> int:
@@ -56,6 +58,7 @@ def log_saved_model(
     upload_retries: int = upload.DEFAULT_UPLOAD_RETRIES,
     kept_roots=(),
     tracking_uri: str = "",
+    complete_folder=None,
 ) -> LoggedSavedModel:
     """Write `model` as a SavedModel to a fresh temporary folder and log it under `artifact_path`.
 
@@ -63,6 +66,9 @@ def log_saved_model(
     is removed after a successful upload, and also when writing fails or is interrupted. When the
     upload fails, or is interrupted, the SavedModel is moved to the first of `kept_roots` that can
     be written (see `upload.keep_saved_model`) so that the trained model is not lost.
+    `complete_folder(folder, saved_format)`, when given, runs between writing and uploading;
+    what it returns is kept as ``folder_report``. When writing fails, the weights are logged
+    instead (see `export_failure.keep_training_results`).
 
     Raises:
         InsufficientSpaceError: The temporary folder's disk has too little free space.
@@ -79,11 +85,18 @@ def log_saved_model(
         shutil.rmtree(staging, ignore_errors=True)
         if not isinstance(error, Exception):
             raise
-        raise ModelExportError(
-            f"Could not write {type(model).__name__} {model.name!r} as a SavedModel: "
-            f"{type(error).__name__}: {error}"
+        raise export_failure.keep_training_results(
+            model, error, client, run_id, artifact_path, staging
         ) from error
 
+    # Files beside the SavedModel (MLmodel, .keras archive) and the reload check.
+    folder_report = None
+    if complete_folder is not None:
+        try:
+            folder_report = distributed.call_outside_strategy(complete_folder, saved_model_folder, saved_format)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     size_bytes = folder_size(saved_model_folder)
     try:
         upload.upload_with_retries(client, run_id, saved_model_folder, artifact_path, upload_retries)
@@ -104,4 +117,5 @@ def log_saved_model(
 
     shutil.rmtree(staging, ignore_errors=True)
     artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + artifact_path
-    return LoggedSavedModel(artifact_uri, size_bytes, time.perf_counter() - started, saved_format)
+    seconds = time.perf_counter() - started
+    return LoggedSavedModel(artifact_uri, size_bytes, seconds, saved_format, folder_report)

@@ -1,0 +1,139 @@
+"""The native Keras files logged beside the SavedModel: the ``.keras`` archive, weights, custom classes.
+
+The SavedModel serves predictions without any Python class. The ``.keras`` archive (Keras 3) lets
+``load_model(..., trainable=True)`` return a Keras model that trains further, and the record of
+custom classes (``custom_objects.json``) tells a loader which modules to import first.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import warnings
+
+from keras_mlflow_savedmodel import _compat
+
+logger = logging.getLogger(__name__)
+
+KERAS_ARCHIVE_FILE = "model.keras"
+CUSTOM_OBJECTS_FILE = "custom_objects.json"
+WEIGHTS_FILE = "model.weights.h5"
+
+# Modules whose classes ship with Keras, TensorFlow or tf_keras and need no record.
+_LIBRARY_MODULES = ("keras", "tf_keras", "tensorflow", "tf_keras_vis")
+
+
+def is_library_class(cls) -> bool:
+    """Return True for a class that Keras can rebuild without the user's code."""
+    return cls.__module__.split(".")[0] in _LIBRARY_MODULES
+
+
+def custom_class_records(model) -> list:
+    """Return one record per custom class the model uses: module, class name, registered name.
+
+    Layers (nested ones included), the model's own class, and its loss and optimizer are
+    searched. The registered name is what ``keras.saving.register_keras_serializable`` gave the
+    class, or None for a class that was not registered.
+    """
+    classes = []
+    for layer in _compat.all_layers(model):
+        classes.append(type(layer))
+    for attribute in ("loss", "optimizer"):
+        value = getattr(model, attribute, None)
+        if value is not None and not isinstance(value, (str, dict, list, tuple)):
+            classes.append(type(value))
+
+    records = []
+    seen = set()
+    for cls in classes:
+        if is_library_class(cls) or cls in seen:
+            continue
+        seen.add(cls)
+        records.append(
+            {
+                "module": cls.__module__,
+                "class_name": cls.__qualname__,
+                "registered_name": _compat.registered_name(cls),
+            }
+        )
+    return records
+
+
+def write_custom_class_records(model, folder: str) -> list:
+    """Write ``custom_objects.json`` into `folder` and return the records it contains."""
+    records = custom_class_records(model)
+    with open(os.path.join(folder, CUSTOM_OBJECTS_FILE), "w", encoding="utf-8") as file:
+        json.dump({"custom_classes": records}, file, indent=2)
+    return records
+
+
+def read_custom_class_records(folder: str) -> list:
+    """Return the records of ``custom_objects.json`` in `folder`, or [] when there is none."""
+    path = os.path.join(folder, CUSTOM_OBJECTS_FILE)
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as file:
+        return json.load(file).get("custom_classes", [])
+
+
+def import_recorded_classes(records) -> tuple:
+    """Import the recorded classes that can be imported here.
+
+    Returns:
+        ``(custom_objects, missing)``: a dict from registered name and class name to class, and
+        the records whose module or class could not be imported.
+    """
+    custom_objects = {}
+    missing = []
+    for record in records:
+        try:
+            module = importlib.import_module(record["module"])
+        except ImportError:
+            missing.append(record)
+            continue
+        value = module
+        for part in record["class_name"].split("."):
+            value = getattr(value, part, None)
+        if value is None or "<locals>" in record["class_name"]:
+            missing.append(record)
+            continue
+        custom_objects[record["class_name"].split(".")[-1]] = value
+        if record.get("registered_name"):
+            custom_objects[record["registered_name"]] = value
+    return custom_objects, missing
+
+
+def write_keras_archive(model, folder: str):
+    """Write the ``.keras`` archive into `folder`; return its path, or None with a warning.
+
+    Only Keras 3 writes the archive: legacy Keras revives a trainable model from the SavedModel
+    itself. A model whose custom objects cannot be serialized gets a warning with the reason,
+    and the SavedModel is logged without the archive.
+    """
+    if not _compat.is_keras3_model(model):
+        return None
+    path = os.path.join(folder, KERAS_ARCHIVE_FILE)
+    try:
+        model.save(path)
+    except (NotImplementedError, TypeError, ValueError, AttributeError) as error:
+        if os.path.exists(path):
+            os.remove(path)
+        warnings.warn(
+            f"The model {model.name!r} is logged without the {KERAS_ARCHIVE_FILE} archive, so "
+            f"it can be reloaded for serving but not for further training: Keras could not "
+            f"serialize it ({type(error).__name__}: {error}). Give each custom layer a "
+            "get_config() that returns its constructor arguments, or pass "
+            "save_keras_archive=False to skip the archive.",
+            stacklevel=2,
+        )
+        return None
+    return path
+
+
+def write_weights(model, folder: str) -> str:
+    """Write the model's weights into `folder` and return the file's path."""
+    path = os.path.join(folder, WEIGHTS_FILE)
+    model.save_weights(path)
+    return path

@@ -6,6 +6,8 @@ import dataclasses
 import logging
 from typing import Optional
 
+from mlflow.exceptions import MlflowException
+
 from keras_mlflow_savedmodel import _compat, keras_archive, mlflow_model, verification
 from keras_mlflow_savedmodel.errors import ModelExportError, ModelVerificationError
 
@@ -45,7 +47,7 @@ def complete_saved_model_folder(
     The reload check runs first, on the folder exactly as Keras wrote it. The check and the MLmodel
     read the SavedModel back with ``tf.saved_model.load``.
     """
-    result = verification.verify_saved_model(model, folder, input_example) if verify else None
+    result = _verify(model, folder, input_example) if verify else None
     if result is not None:
         logger.info(
             "Reload check of the SavedModel %s: max abs difference %.3g on inputs from the %s.",
@@ -60,16 +62,33 @@ def complete_saved_model_folder(
     if archive is not None:
         extra_files["keras_archive"] = keras_archive.KERAS_ARCHIVE_FILE
 
-    mlflow_model.write_mlmodel(
-        folder,
-        run_id=run_id,
-        artifact_path=artifact_path,
-        saved_format=saved_format,
-        keras_version=_compat.keras_version_of(model),
-        input_example=input_example,
-        extra_files=extra_files,
-    )
+    try:
+        mlflow_model.write_mlmodel(
+            folder,
+            run_id=run_id,
+            artifact_path=artifact_path,
+            saved_format=saved_format,
+            keras_version=_compat.keras_version_of(model),
+            input_example=input_example,
+            extra_files=extra_files,
+        )
+    except (MlflowException, OSError, ValueError, TypeError) as error:
+        # The SavedModel is still logged; only mlflow.pyfunc cannot load it.
+        logger.warning("Could not write the MLmodel file, so the folder is logged without it: %s", error)
+        return FolderReport(result, archive is not None, records, False)
     return FolderReport(result, archive is not None, records, True)
+
+
+def _verify(model, folder: str, input_example):
+    """Run the reload check; a reload or call that raises counts as a failed check."""
+    import tensorflow as tf
+
+    try:
+        return verification.verify_saved_model(model, folder, input_example)
+    except (tf.errors.OpError, ValueError, TypeError, KeyError) as error:
+        source = "input_example" if input_example is not None else "serving signature"
+        detail = f"the reloaded SavedModel could not be called ({type(error).__name__}: {error})"
+        return verification.VerificationResult(False, float("inf"), source, detail)
 
 
 # Glue between SavedModelMLflowCallback and the steps above.

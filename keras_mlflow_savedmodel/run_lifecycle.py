@@ -1,7 +1,7 @@
-"""Ending the runs that SavedModelMLflowCallback starts with a status that tells what happened.
+"""Ending the runs that SavedModelMLflowCallback starts with the status of what happened to fit.
 
 Keras calls no callback hook when ``fit`` raises, and MLflow's exit handler (registered when
-``mlflow`` is imported, MLflow 2.x and 3.x) ends a leftover active run as FINISHED. So a run the
+``mlflow`` is imported, MLflow 3.17) ends a leftover active run as FINISHED. So a run the
 callback starts is tracked here from train begin until it ends, and it is ended by the first of:
 
 - train end: FINISHED, or FAILED when the model could not be logged;
@@ -27,6 +27,8 @@ import signal
 import sys
 import threading
 from typing import Callable, Dict, Optional
+
+from keras_mlflow_savedmodel.remote import redact_secrets, redact_uri, redacted_stdout
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class OwnedRun:
 
     Attributes:
         run_id: The run's id.
-        tracking_uri: The store that holds it.
+        tracking_uri: The store of the run.
     """
 
     def __init__(self, run_id: str, tracking_uri: str, log_partial_model: Optional[Callable[[], None]]):
@@ -89,18 +91,19 @@ class OwnedRun:
                 logger.error("Could not log the partial model of run %s: %s", self.run_id, error)
         try:
             active = mlflow.active_run()
-            if active is not None and active.info.run_id == self.run_id:
-                mlflow.end_run(status=status)
-            else:
-                mlflow.MlflowClient(self.tracking_uri).set_terminated(self.run_id, status=status)
+            with redacted_stdout(self.tracking_uri):
+                if active is not None and active.info.run_id == self.run_id:
+                    mlflow.end_run(status=status)
+                else:
+                    mlflow.MlflowClient(self.tracking_uri).set_terminated(self.run_id, status=status)
         except Exception as error:  # any store failure: see the docstring
             logger.error(
                 "Could not end MLflow run %s as %s in %s: %s: %s",
                 self.run_id,
                 status,
-                self.tracking_uri,
+                redact_uri(self.tracking_uri),
                 type(error).__name__,
-                error,
+                redact_secrets(str(error), self.tracking_uri),
             )
             return
         logger.info("Ended MLflow run %s as %s.", self.run_id, status)
@@ -129,6 +132,8 @@ def end_dangling_runs() -> None:
     """
     if not _OPEN_RUNS:
         return
+    # NOTE: sys.last_value may be an older exception than the one that stopped the fit, and a fit
+    # nested inside another fit's callback would end the outer fit's run here.
     status = status_for(getattr(sys, "last_value", None) or RuntimeError())
     if _hooks["sigterm_seen"]:
         status = "KILLED"

@@ -52,9 +52,11 @@ _TRANSIENT_HTTP_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 def is_transient_error(error: BaseException) -> bool:
     """Return True when `error`, or an error it was raised from, may go away on a later attempt.
 
-    Connection failures and timeouts, HTTP 408/429/5xx answers and the OSErrors in
-    ``_TRANSIENT_ERRNOS`` count as transient. MLflow wraps connection failures of its REST client
-    in an ``MlflowException`` (MLflow 2.x and 3.x), so the chain of causes is searched.
+    Connection failures and timeouts, HTTP 408, 429, 500, 502, 503 and 504 responses, and the
+    OSErrors in
+    ``_TRANSIENT_ERRNOS`` count as transient. MLflow's REST client wraps connection failures in an
+    ``MlflowException`` (``mlflow.utils.rest_utils.http_request`` in MLflow 3.17), so the chain of
+    causes is searched. An ``MlflowException`` that only carries status 500 is not transient.
     """
     import requests
 
@@ -108,7 +110,7 @@ def upload_with_retries(client, run_id: str, folder: str, artifact_path: str, re
 
 
 def default_kept_root(store_folder: Optional[str]) -> str:
-    """Return the folder that holds kept SavedModels when ``kept_dir`` is None."""
+    """Return the folder for kept SavedModels when ``kept_dir`` is None."""
     if store_folder is not None:
         return os.path.join(store_folder, KEPT_FOLDER_NAME)
     data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
@@ -120,7 +122,7 @@ def keep_saved_model(
 ) -> str:
     """Move a written SavedModel out of its temporary folder into the first usable kept root.
 
-    Returns the folder that now holds the SavedModel. When no kept root can be written, the
+    Returns the folder that now contains the SavedModel. When no kept root can be written, the
     SavedModel stays where it is and that folder is returned, so the model is never deleted.
     """
     for root in kept_roots:

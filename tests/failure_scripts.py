@@ -32,7 +32,7 @@ TEMP_FOLDER = "tmp"
 
 
 class Scenario(keras.callbacks.Callback):
-    """Writes the run id at train begin, then crashes or idles as the mode asks."""
+    """Writes the run id at train begin, then crashes or idles as the mode requests."""
 
     def __init__(self, mode, work_dir, saved_model_callback):
         super().__init__()

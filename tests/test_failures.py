@@ -1,4 +1,4 @@
-"""Failures, interrupts and failed uploads: the run tells the truth and no trained model is lost."""
+"""Failures, interrupts and failed uploads: the run status is true and no trained model is lost."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def train_with_read_only_artifacts(work_dir):
         return json.load(file), result.stderr
 
 
-# The run tells the truth
+# Run status after failures and interrupts
 
 
 def test_exception_in_fit_fails_run(tmp_path):

@@ -9,10 +9,13 @@ from __future__ import annotations
 import importlib
 
 from keras_mlflow_savedmodel.errors import (
+    CustomObjectsError,
     InvalidArgumentError,
     KerasMlflowSavedModelError,
+    LayerExportError,
     ModelExportError,
     ModelLoggingError,
+    ModelVerificationError,
     StoreMismatchError,
     TrackingStoreError,
 )
@@ -26,10 +29,13 @@ _LAZY_ATTRIBUTES = {
 }
 
 __all__ = [
+    "CustomObjectsError",
     "InvalidArgumentError",
     "KerasMlflowSavedModelError",
+    "LayerExportError",
     "ModelExportError",
     "ModelLoggingError",
+    "ModelVerificationError",
     "SavedModelMLflowCallback",
     "ServingModel",
     "StoreMismatchError",

@@ -77,22 +77,22 @@ def write_saved_model(model, folder: str) -> str:
     return "keras2-savedmodel"
 
 
-def load_legacy_keras_model(folder: str):
+def load_legacy_keras_model(folder: str, custom_objects=None):
     """Revive a legacy Keras model from a SavedModel folder, or return None without legacy Keras."""
     if legacy_keras_requested():
         import tensorflow as tf
 
-        return tf.keras.models.load_model(folder)
+        return tf.keras.models.load_model(folder, custom_objects=custom_objects)
     try:
         import tf_keras
     except ImportError:
         tf_keras = None
     if tf_keras is not None:
-        return tf_keras.models.load_model(folder)
+        return tf_keras.models.load_model(folder, custom_objects=custom_objects)
     import tensorflow as tf
 
     if not hasattr(tf.keras, "version") or tf.keras.version().startswith("2."):
-        return tf.keras.models.load_model(folder)
+        return tf.keras.models.load_model(folder, custom_objects=custom_objects)
     return None
 
 

@@ -132,3 +132,15 @@ class ModelVerificationError(KerasMlflowSavedModelError):
         super().__init__(message)
         self.max_abs_diff = max_abs_diff
         self.model_uri = model_uri
+
+
+class CustomObjectsError(KerasMlflowSavedModelError):
+    """A logged Keras model needs custom classes that are neither importable nor passed.
+
+    Attributes:
+        missing: The records (module, class name, registered name) of the classes not found.
+    """
+
+    def __init__(self, missing: list, message: str):
+        super().__init__(message)
+        self.missing = missing

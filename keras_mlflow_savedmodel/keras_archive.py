@@ -137,3 +137,38 @@ def write_weights(model, folder: str) -> str:
     path = os.path.join(folder, WEIGHTS_FILE)
     model.save_weights(path)
     return path
+
+
+def load_keras_archive(folder: str, custom_objects=None):
+    """Load the ``.keras`` archive in `folder` as a Keras 3 model that can train further.
+
+    Recorded custom classes that can be imported are found without `custom_objects`; entries
+    of `custom_objects` take precedence.
+
+    Raises:
+        CustomObjectsError: Some recorded classes can neither be imported nor are in
+            `custom_objects`.
+    """
+    import keras
+
+    from keras_mlflow_savedmodel.errors import CustomObjectsError
+
+    records = read_custom_class_records(folder)
+    found, missing = import_recorded_classes(records)
+    given = dict(custom_objects or {})
+    missing = [
+        record
+        for record in missing
+        if record["class_name"].split(".")[-1] not in given and record.get("registered_name") not in given
+    ]
+    if missing:
+        names = ", ".join(f"{record['module']}.{record['class_name']}" for record in missing)
+        example = ", ".join(f"{record['class_name'].split('.')[-1]!r}: ..." for record in missing)
+        raise CustomObjectsError(
+            missing,
+            f"The logged Keras model uses custom classes that are not importable here: {names}. "
+            f"Make their modules importable, or pass custom_objects={{{example}}} with the "
+            "classes to load_model.",
+        )
+    found.update(given)
+    return keras.saving.load_model(os.path.join(folder, KERAS_ARCHIVE_FILE), custom_objects=found)

@@ -7,7 +7,8 @@ import shutil
 import tempfile
 from typing import Optional
 
-from keras_mlflow_savedmodel import _compat
+from keras_mlflow_savedmodel import _compat, keras_archive
+from keras_mlflow_savedmodel.errors import KerasMlflowSavedModelError
 from keras_mlflow_savedmodel.store import PathOrUri, resolve_tracking_store
 
 
@@ -48,7 +49,14 @@ class ServingModel:
         return tf.nest.map_structure(lambda *arrays: np.concatenate(arrays), *parts)
 
 
-def load_model(model_uri: str, *, tracking_uri: Optional[PathOrUri] = None, dst_path: Optional[str] = None):
+def load_model(
+    model_uri: str,
+    *,
+    tracking_uri: Optional[PathOrUri] = None,
+    dst_path: Optional[str] = None,
+    trainable: bool = False,
+    custom_objects: Optional[dict] = None,
+):
     """Download the SavedModel at `model_uri` and load it.
 
     Args:
@@ -58,10 +66,19 @@ def load_model(model_uri: str, *, tracking_uri: Optional[PathOrUri] = None, dst_
             tracking URI.
         dst_path: Folder to download into and keep. None downloads into a temporary folder that is
             removed once the model is loaded.
+        trainable: Return a Keras model that can train further: from the ``.keras`` archive
+            logged beside a Keras 3 SavedModel, or revived from a legacy Keras SavedModel.
+        custom_objects: Dict from class name (or registered name) to class, for custom classes
+            of the model. Recorded classes whose module can be imported here are found without it.
 
     Returns:
-        For a legacy Keras SavedModel (it has ``keras_metadata.pb``), the revived Keras model.
-        Otherwise a `ServingModel` whose ``predict`` runs the serving signature.
+        With ``trainable=True``, or for a legacy Keras SavedModel (it has ``keras_metadata.pb``),
+        a Keras model. Otherwise a `ServingModel` whose ``predict`` runs the serving signature.
+
+    Raises:
+        CustomObjectsError: The model's custom classes can neither be imported nor are in
+            `custom_objects`.
+        KerasMlflowSavedModelError: ``trainable=True`` and no ``.keras`` archive was logged.
     """
     import mlflow
     import tensorflow as tf
@@ -76,10 +93,19 @@ def load_model(model_uri: str, *, tracking_uri: Optional[PathOrUri] = None, dst_
         folder = mlflow.artifacts.download_artifacts(
             artifact_uri=model_uri, dst_path=download_root, tracking_uri=resolved_uri
         )
+        if trainable and os.path.isfile(os.path.join(folder, keras_archive.KERAS_ARCHIVE_FILE)):
+            return keras_archive.load_keras_archive(folder, custom_objects)
         if os.path.isfile(os.path.join(folder, _compat.KERAS_METADATA_FILE)):
-            keras_model = _compat.load_legacy_keras_model(folder)
+            keras_model = _compat.load_legacy_keras_model(folder, custom_objects)
             if keras_model is not None:
                 return keras_model
+        if trainable:
+            raise KerasMlflowSavedModelError(
+                f"{model_uri!r} holds no {keras_archive.KERAS_ARCHIVE_FILE} archive, so it loads "
+                "for serving only. The archive is logged when the model's custom layers can be "
+                "serialized (see the warning at train end) and save_keras_archive=True. Call "
+                "load_model without trainable=True to serve it."
+            )
         # tf.saved_model.load reads variables and assets into memory, so the folder can go after.
         return ServingModel(tf.saved_model.load(folder))
     finally:

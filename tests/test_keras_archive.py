@@ -1,0 +1,167 @@
+"""The .keras archive and the record of custom classes: load_model returns a model that trains on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+
+import fidelity_models
+import models
+from keras_mlflow_savedmodel import CustomObjectsError, KerasMlflowSavedModelError, SavedModelMLflowCallback, load_model
+from keras_mlflow_savedmodel.keras_archive import CUSTOM_OBJECTS_FILE, KERAS_ARCHIVE_FILE
+
+
+def logged_folder(store, run_id):
+    run = mlflow.MlflowClient(mlflow.get_tracking_uri()).get_run(run_id)
+    return os.path.join(str(store), run.info.experiment_id, run_id, "artifacts", "model")
+
+
+def fit_kind(tmp_path, kind):
+    model, x, y = fidelity_models.build(kind)
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    model.fit(x, y, epochs=1, batch_size=8, callbacks=[callback], verbose=0)
+    return model, x, y, callback
+
+
+def test_trainable_load_predicts_same(tmp_path):
+    model, x, _, callback = fit_kind(tmp_path, "registered_custom_layer")
+
+    restored = load_model(callback.model_uri, trainable=True)
+    assert isinstance(restored, keras.Model)
+    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_trainable_load_trains_further(tmp_path):
+    _, x, y, callback = fit_kind(tmp_path, "registered_custom_layer")
+    restored = load_model(callback.model_uri, trainable=True)
+    before = [weight.copy() for weight in restored.get_weights()]
+
+    history = restored.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert any(not np.allclose(old, new) for old, new in zip(before, restored.get_weights()))
+
+
+def test_custom_classes_are_recorded(tmp_path):
+    _, _, _, callback = fit_kind(tmp_path, "registered_custom_layer")
+
+    with open(os.path.join(logged_folder(tmp_path / "store", callback.run_id), CUSTOM_OBJECTS_FILE)) as file:
+        records = json.load(file)["custom_classes"]
+    assert records == [{"module": "fidelity_models", "class_name": "Power", "registered_name": "fidelity_tests>Power"}]
+
+
+def test_custom_objects_argument_resolves_local_class(tmp_path):
+    model = models.sequential_model()
+    x, y = models.make_data()
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    model.fit(x, y, epochs=1, batch_size=16, callbacks=[callback], verbose=0)
+    scale_shift = type(model.layers[0])
+
+    restored = load_model(callback.model_uri, trainable=True, custom_objects={"ScaleShift": scale_shift})
+    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_missing_local_class_is_named(tmp_path):
+    model = models.sequential_model()
+    x, y = models.make_data()
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    model.fit(x, y, epochs=1, batch_size=16, callbacks=[callback], verbose=0)
+
+    with pytest.raises(CustomObjectsError, match="ScaleShift") as raised:
+        load_model(callback.model_uri, trainable=True)
+    assert [record["class_name"] for record in raised.value.missing] == ["custom_classes.<locals>.ScaleShift"]
+
+
+def test_unserializable_layer_warns_and_logs_savedmodel(tmp_path):
+    model, x, y = fidelity_models.build("custom_layer_without_config")
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    with pytest.warns(UserWarning, match="get_config"):
+        model.fit(x, y, epochs=1, batch_size=8, callbacks=[callback], verbose=0)
+
+    folder = logged_folder(tmp_path / "store", callback.run_id)
+    assert os.path.isfile(os.path.join(folder, "saved_model.pb"))
+    assert not os.path.exists(os.path.join(folder, KERAS_ARCHIVE_FILE))
+    with pytest.raises(KerasMlflowSavedModelError, match="no model.keras archive"):
+        load_model(callback.model_uri, trainable=True)
+
+
+def test_archive_can_be_turned_off(tmp_path):
+    model, x, y = fidelity_models.build("registered_custom_layer")
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"), save_keras_archive=False)
+    model.fit(x, y, epochs=1, batch_size=8, callbacks=[callback], verbose=0)
+
+    assert not os.path.exists(os.path.join(logged_folder(tmp_path / "store", callback.run_id), KERAS_ARCHIVE_FILE))
+
+
+# Runs in a fresh process where fidelity_models cannot be imported: Power is defined again here,
+# unregistered, and handed over through custom_objects.
+_FRESH_LOAD_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import keras
+    import numpy as np
+    from keras_mlflow_savedmodel import CustomObjectsError, load_model
+
+    model_uri, tracking_uri, inputs_path, outputs_path, mode = sys.argv[1:6]
+
+    class Power(keras.layers.Layer):
+        def __init__(self, exponent=2.0, **kwargs):
+            super().__init__(**kwargs)
+            self.exponent = exponent
+
+        def call(self, inputs):
+            return keras.ops.sign(inputs) * keras.ops.abs(inputs) ** self.exponent
+
+        def get_config(self):
+            return {**super().get_config(), "exponent": self.exponent}
+
+    if mode == "without":
+        try:
+            load_model(model_uri, tracking_uri=tracking_uri, trainable=True)
+        except CustomObjectsError as error:
+            print("missing:", [record["class_name"] for record in error.missing])
+        sys.exit(0)
+    model = load_model(model_uri, tracking_uri=tracking_uri, trainable=True, custom_objects={"fidelity_tests>Power": Power})
+    x = np.load(inputs_path)
+    np.save(outputs_path, model.predict(x, verbose=0))
+    model.fit(x, np.zeros((len(x), 2)), epochs=1, verbose=0)
+    """
+)
+
+
+def load_in_fresh_process(tmp_path, callback, x, mode):
+    inputs_path = tmp_path / "inputs.npy"
+    outputs_path = tmp_path / "outputs.npy"
+    np.save(inputs_path, x)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", _FRESH_LOAD_SCRIPT, callback.model_uri, callback.tracking_uri, str(inputs_path), str(outputs_path), mode],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout, outputs_path
+
+
+def test_fresh_process_names_missing_class(tmp_path):
+    _, x, _, callback = fit_kind(tmp_path, "registered_custom_layer")
+
+    stdout, _ = load_in_fresh_process(tmp_path, callback, x, "without")
+    assert "missing: ['Power']" in stdout
+
+
+def test_fresh_process_loads_with_custom_objects(tmp_path):
+    model, x, _, callback = fit_kind(tmp_path, "registered_custom_layer")
+
+    _, outputs_path = load_in_fresh_process(tmp_path, callback, x, "with")
+    np.testing.assert_allclose(np.load(outputs_path), model.predict(x, verbose=0), atol=1e-6)

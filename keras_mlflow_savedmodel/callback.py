@@ -84,16 +84,32 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             before ending the run KILLED, and tag the run ``keras_mlflow_savedmodel.partial_model``.
             The interrupt reaches this callback only in the context-manager form, at an uncaught
             exception in a script, or at process exit.
+        input_example: One batch of inputs in the structure the model takes (an array, a list
+            or tuple of arrays, or a dict of arrays). The reload check runs on it, and it is
+            stored in ``MLmodel`` when it is one array or a dict keyed by the input names.
+            None checks inputs built from the serving signature instead.
+        save_keras_archive: Also log the native ``model.keras`` archive (Keras 3), so that
+            ``load_model(model_uri, trainable=True)`` returns a model that trains further.
+        on_verify_failure: What happens when the reloaded SavedModel does not reproduce the
+            live model: ``"raise"`` raises `ModelVerificationError` and ends the run FAILED,
+            ``"warn"`` issues a RuntimeWarning. The model is logged and tagged either way.
+        registered_model_name: Register the logged model under this name in the Model Registry.
 
     Attributes:
         run_id: Id of the run used by the last ``fit``, set from train begin on.
         model_uri: ``"runs:/<run_id>/<artifact_path>"`` of the logged SavedModel.
         tracking_uri: The resolved tracking URI.
         ui_command: The ``mlflow ui`` command that opens the store, quoted for a POSIX shell.
+        registered_model_version: Version created in the Model Registry, as a string, or None.
+        verification: `VerificationResult` of the reload check of the last logged model.
 
     Raises:
         InvalidArgumentError: An argument has a value that cannot be used.
         TrackingStoreError: The store cannot be used, or an active run lives in another store.
+        ModelVerificationError: At train end, the reloaded SavedModel did not reproduce the
+            live model and ``on_verify_failure="raise"``.
+        LayerExportError: At train end, Keras could not export the model; the error names the
+            layer and where the trained weights were logged.
 
     Example:
 

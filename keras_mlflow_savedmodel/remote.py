@@ -9,8 +9,10 @@ instead, so such a script fails within seconds, before the first epoch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
 import time
 import urllib.parse
 from keras_mlflow_savedmodel import _compat
@@ -80,6 +82,41 @@ def redact_secrets(text: str, uri: str) -> str:
     for secret in secrets_of(uri):
         text = text.replace(secret, REDACTED)
     return text
+
+
+class _RedactingStream:
+    """A text stream wrapper that removes the secrets of a URI from everything written to it."""
+
+    def __init__(self, stream, uri: str):
+        self._stream = stream
+        self._uri = uri
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact_secrets(text, self._uri))
+        # The caller's count, so that callers that check it see their whole text written.
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def redacted_stdout(uri: str):
+    """Remove the credentials in `uri` from what is written to ``sys.stdout`` inside the block.
+
+    MLflow 3.17 prints the run's URL on ``http(s)`` stores when a run ends, with the credentials of
+    the tracking URI in it. Without credentials in `uri` this does nothing.
+    """
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        yield
+        return
+    original = sys.stdout
+    sys.stdout = _RedactingStream(original, uri)
+    try:
+        yield
+    finally:
+        sys.stdout = original
 
 
 def is_http_uri(uri: str) -> bool:

@@ -1,6 +1,6 @@
 """SavedModelMLflowCallback against real ``mlflow server`` processes on 127.0.0.1, and the environment.
 
-Servers are shared per module, because each one takes seconds to start; every test makes its own
+Servers are shared per module because each one takes seconds to start. Every test makes its own
 experiment or run, so tests do not see each other's results.
 """
 

@@ -249,8 +249,23 @@ def keras_backend():
     return keras.backend.backend()
 
 
-# Keras 3.15 exports a TensorFlow SavedModel on these backends (JAX through jax2tf).
+# Keras 3.15 exports a TensorFlow SavedModel on these backends (JAX through jax2tf); the torch
+# backend exports only with torch_xla installed, and numpy and openvino never do.
 SAVED_MODEL_BACKENDS = ("tensorflow", "jax")
+
+
+def saved_model_export_problem():
+    """Return why this Keras 3 backend cannot export a SavedModel, or None when it can."""
+    backend = keras_backend()
+    if backend is None or backend in SAVED_MODEL_BACKENDS:
+        return None
+    if backend == "torch":
+        import importlib.util
+
+        if importlib.util.find_spec("torch_xla") is not None:
+            return None
+        return "the torch backend exports a SavedModel only with torch_xla installed"
+    return f"the {backend} backend cannot export a SavedModel (Keras exports on tensorflow and jax)"
 
 
 def save_mlflow_input_example(mlmodel, example, folder: str) -> bool:

@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 
-from keras_mlflow_savedmodel import keras_archive
+from keras_mlflow_savedmodel import _compat, keras_archive
 from keras_mlflow_savedmodel.errors import LayerExportError
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,9 @@ def keep_training_results(model, error, client, run_id: str, artifact_path: str,
             "TensorFlow operations on tensors, no NumPy conversion or Python branching on "
             "tensor values. "
         )
+    elif _compat.saved_model_export_problem() is not None:
+        culprit = "the Keras backend"
+        fix = f"Set KERAS_BACKEND=tensorflow: {_compat.saved_model_export_problem()}. "
     else:
         culprit = "an unidentified layer or input"
         fix = "Check that every input has a fixed dtype and rank and that call() is traceable. "

@@ -157,21 +157,18 @@ def check_backend(save_keras_archive: bool) -> None:
     """
     import warnings
 
-    backend = _compat.keras_backend()
-    if backend is None or backend in _compat.SAVED_MODEL_BACKENDS:
+    problem = _compat.saved_model_export_problem()
+    if problem is None:
         return
-    supported = ", ".join(_compat.SAVED_MODEL_BACKENDS)
     if not save_keras_archive:
         raise ModelExportError(
-            f"Keras runs on the {backend!r} backend, which cannot export a TensorFlow SavedModel "
-            f"(supported: {supported}), and save_keras_archive=False turns off the .keras "
-            "archive, so nothing could be logged after training. Set KERAS_BACKEND=tensorflow, "
-            "or pass save_keras_archive=True to log the .keras archive."
+            f"Cannot log this model as a SavedModel: {problem}, and save_keras_archive=False "
+            "turns off the .keras archive, so nothing could be logged after training. Set "
+            "KERAS_BACKEND=tensorflow, or pass save_keras_archive=True to log the .keras archive."
         )
     warnings.warn(
-        f"Keras runs on the {backend!r} backend, which cannot export a TensorFlow SavedModel "
-        f"(supported: {supported}); the export at train end is expected to fail, and the "
-        "weights and .keras archive are logged instead. Set KERAS_BACKEND=tensorflow for a "
-        "SavedModel.",
+        f"The model will not be logged as a SavedModel: {problem}. At train end the weights "
+        "and the .keras archive are logged instead, and a LayerExportError is raised (or a "
+        "warning issued with on_log_error='warn'). Set KERAS_BACKEND=tensorflow for a SavedModel.",
         stacklevel=3,
     )

@@ -114,3 +114,31 @@ def test_export_error_keeps_weights(tmp_path):
     rebuilt = untraceable_model()
     rebuilt.load_weights(weights)
     np.testing.assert_allclose(rebuilt.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+
+# The numpy, openvino and torch backends need jax, openvino or torch, none of which is installed
+# here, so the train-begin check runs with the backend name replaced.
+@pytest.fixture
+def numpy_backend(monkeypatch):
+    from keras_mlflow_savedmodel import _compat
+
+    monkeypatch.setattr(_compat, "keras_backend", lambda: "numpy")
+
+
+def test_unsupported_backend_without_archive_raises(tmp_path, numpy_backend):
+    from keras_mlflow_savedmodel import ModelExportError
+
+    model = fidelity_models.build("custom_train_step")[0]
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"), save_keras_archive=False)
+    callback.set_model(model)
+    with pytest.raises(ModelExportError, match="the numpy backend cannot export a SavedModel"):
+        callback.on_train_begin()
+
+
+def test_unsupported_backend_with_archive_warns(tmp_path, numpy_backend):
+    model = fidelity_models.build("custom_train_step")[0]
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    callback.set_model(model)
+    with pytest.warns(UserWarning, match="will not be logged as a SavedModel: the numpy backend"):
+        callback.on_train_begin()

@@ -17,6 +17,7 @@ from keras_mlflow_savedmodel.errors import (
     StoreMismatchError,
 )
 from keras_mlflow_savedmodel.saving import log_saved_model
+from keras_mlflow_savedmodel.remote import redact_uri
 from keras_mlflow_savedmodel.store import (
     PathOrUri,
     get_or_create_experiment,
@@ -316,7 +317,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
                 current_uri,
                 self._store.tracking_uri,
                 self._store.source,
-                f"MLflow run {active.info.run_id} is active in the store {current_uri!r}, but the "
+                f"MLflow run {active.info.run_id} is active in the store {redact_uri(current_uri)!r}, but the "
                 f"callback's {self._store.source} names the store {self._store.display_uri!r}, so "
                 "the trained model would land in a different store than the run. Create the "
                 "callback before mlflow.start_run() (it sets MLflow's tracking URI), call "

@@ -24,7 +24,7 @@ _MAX_FRAMES = 12
 def running_callback_list(callback):
     """Return the list of callbacks that is running `callback`'s hook, or None when unknown.
 
-    Keras calls each hook from a ``CallbackList`` method whose ``self.callbacks`` holds the
+    Keras calls each hook from a ``CallbackList`` method whose ``self.callbacks`` contains the
     callbacks in the order they run. This reads the calling frames and changes nothing.
     """
     frame = sys._getframe(1)

@@ -1,4 +1,4 @@
-"""What happens when Keras cannot write the SavedModel: find the layer at fault, keep the weights."""
+"""Handling of a failed SavedModel export: the layer at fault is named and the weights are kept."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def keep_training_results(model, error, client, run_id: str, artifact_path: str,
     """Log the model's weights (and ``.keras`` archive when possible) after a failed export.
 
     Returns the error to raise: it names the layer at fault, the cause and where the weights
-    are. When even the upload fails, the weights stay in `staging` and the error says so.
+    are. When the upload fails too, the weights stay in `staging` and the error names that folder.
     """
     layer = layer_at_fault(error, model)
     if layer is not None:
@@ -90,15 +90,15 @@ def keep_training_results(model, error, client, run_id: str, artifact_path: str,
             upload_error,
             results_folder,
         )
-        kept = results_folder
+        kept_location = results_folder
     else:
-        kept = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + results_path
+        kept_location = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + results_path
         shutil.rmtree(staging, ignore_errors=True)
 
     message = (
         f"Could not write {type(model).__name__} {model.name!r} as a SavedModel because of "
         f"{culprit}: {type(error).__name__}: {short_reason(error)} {fix}The trained weights are kept in "
-        f"{kept} ({keras_archive.WEIGHTS_FILE}); rebuild the model in code and call "
+        f"{kept_location} ({keras_archive.WEIGHTS_FILE}); rebuild the model in code and call "
         "model.load_weights() on that file."
     )
-    return LayerExportError(getattr(layer, "name", None), kept, message)
+    return LayerExportError(getattr(layer, "name", None), kept_location, message)

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class FolderReport:
-    """What was added to the SavedModel folder and how the reload check went.
+    """Files added to the SavedModel folder, and the result of the reload check.
 
     Attributes:
         verification: Result of the reload check, or None when it was not run.
@@ -123,8 +123,8 @@ def record_logged_model(callback, logged) -> None:
         for key, value in result.tags().items():
             client.set_tag(callback.run_id, key, value)
     if callback._registered_model_name is not None:
-        callback.registered_model_version = register_model(
-            client, callback._registered_model_name, logged.artifact_uri, callback.run_id
+        callback.registered_model_version = _register_or_warn(
+            client, callback._registered_model_name, logged.artifact_uri, callback.run_id, callback.model_uri
         )
     if result is None or result.passed:
         return
@@ -132,6 +132,22 @@ def record_logged_model(callback, logged) -> None:
     if callback._on_verify_failure == "raise":
         raise ModelVerificationError(result.max_abs_diff, callback.model_uri, message)
     warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _register_or_warn(client, name: str, artifact_uri: str, run_id: str, model_uri: str):
+    """Register the model; on an MLflow error, warn and return None, since the model is logged."""
+    import warnings
+
+    try:
+        return register_model(client, name, artifact_uri, run_id)
+    except MlflowException as error:
+        warnings.warn(
+            f"The model is logged at {model_uri} but could not be registered as {name!r}: "
+            f"{error}. Register it later with mlflow.register_model({model_uri!r}, {name!r}).",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return None
 
 
 def register_model(client, name: str, artifact_uri: str, run_id: str) -> str:

@@ -2,7 +2,7 @@
 
 The SavedModel serves predictions without any Python class. The ``.keras`` archive (Keras 3) lets
 ``load_model(..., trainable=True)`` return a Keras model that trains further, and the record of
-custom classes (``custom_objects.json``) tells a loader which modules to import first.
+custom classes (``custom_objects.json``) names the modules a loader must import first.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ CUSTOM_OBJECTS_FILE = "custom_objects.json"
 WEIGHTS_FILE = "model.weights.h5"
 
 # Modules whose classes ship with Keras, TensorFlow or tf_keras and need no record.
-_LIBRARY_MODULES = ("keras", "tf_keras", "tensorflow", "tf_keras_vis")
+_LIBRARY_MODULES = ("keras", "tf_keras", "tensorflow")
 
 
 def is_library_class(cls) -> bool:
@@ -155,11 +155,12 @@ def load_keras_archive(folder: str, custom_objects=None):
 
     records = read_custom_class_records(folder)
     found, missing = import_recorded_classes(records)
-    given = dict(custom_objects or {})
+    passed_objects = dict(custom_objects or {})
     missing = [
         record
         for record in missing
-        if record["class_name"].split(".")[-1] not in given and record.get("registered_name") not in given
+        if record["class_name"].split(".")[-1] not in passed_objects
+        and record.get("registered_name") not in passed_objects
     ]
     if missing:
         names = ", ".join(f"{record['module']}.{record['class_name']}" for record in missing)
@@ -170,5 +171,5 @@ def load_keras_archive(folder: str, custom_objects=None):
             f"Make their modules importable, or pass custom_objects={{{example}}} with the "
             "classes to load_model.",
         )
-    found.update(given)
+    found.update(passed_objects)
     return keras.saving.load_model(os.path.join(folder, KERAS_ARCHIVE_FILE), custom_objects=found)

@@ -101,7 +101,7 @@ def load_model(
                 return keras_model
         if trainable:
             raise KerasMlflowSavedModelError(
-                f"{model_uri!r} holds no {keras_archive.KERAS_ARCHIVE_FILE} archive, so it loads "
+                f"{model_uri!r} contains no {keras_archive.KERAS_ARCHIVE_FILE} archive, so it loads "
                 "for serving only. The archive is logged when the model's custom layers can be "
                 "serialized (see the warning at train end) and save_keras_archive=True. Call "
                 "load_model without trainable=True to serve it."

@@ -135,7 +135,7 @@ def verify_saved_model(model, folder: str, input_example=None) -> VerificationRe
             the serving signature.
 
     Returns:
-        The result; it never raises on a mismatch, the caller decides what a mismatch means.
+        The result. A mismatch is returned, not raised, so the caller decides what it means.
     """
     import tensorflow as tf
 

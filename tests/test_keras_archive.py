@@ -88,7 +88,7 @@ def test_unserializable_layer_warns_and_logs_savedmodel(tmp_path):
     folder = logged_folder(tmp_path / "store", callback.run_id)
     assert os.path.isfile(os.path.join(folder, "saved_model.pb"))
     assert not os.path.exists(os.path.join(folder, KERAS_ARCHIVE_FILE))
-    with pytest.raises(KerasMlflowSavedModelError, match="no model.keras archive"):
+    with pytest.raises(KerasMlflowSavedModelError, match="contains no model.keras archive"):
         load_model(callback.model_uri, trainable=True)
 
 

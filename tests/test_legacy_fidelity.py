@@ -126,3 +126,14 @@ def test_legacy_revived_model_trains_further(tmp_path, kind):
     stdout = run_child(["-c", _TRAIN_FURTHER_SCRIPT, run["model_uri"], run["tracking_uri"], str(tmp_path)], tmp_path, LEGACY_ENV)
     assert "trained tf_keras" in stdout
     assert stdout.strip().endswith("True")
+
+
+def test_legacy_model_predicts_through_pyfunc(tmp_path):
+    run = train_legacy(tmp_path / "store", tmp_path, "adapted_normalization")
+    with np.load(tmp_path / "inputs.npz") as stored:
+        features = stored["features"]
+
+    mlflow.set_tracking_uri(run["tracking_uri"])
+    loaded = mlflow.pyfunc.load_model(run["model_uri"])
+    (expected,) = flat_outputs(tmp_path / "predictions.npz")
+    np.testing.assert_allclose(loaded.predict(features), expected, atol=1e-5)

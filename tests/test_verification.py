@@ -113,3 +113,16 @@ def test_bad_argument_is_rejected(tmp_path, argument, value):
 
     assert raised.value.argument == argument
     assert argument in str(raised.value)
+
+
+def test_list_input_example_is_checked(tmp_path):
+    import fidelity_models
+
+    model, x, y = fidelity_models.build("multi_input_output")
+    example = [array[:3] for array in x]
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"), input_example=example)
+    model.fit(x, y, epochs=1, batch_size=8, callbacks=[callback], verbose=0)
+
+    tags = run_tags(callback)
+    assert tags[VERIFICATION_TAG] == PASSED
+    assert tags[SAMPLE_SOURCE_TAG] == "input_example"

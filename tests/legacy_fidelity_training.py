@@ -93,7 +93,20 @@ def build(kind, rng):
         model = HalfStepModel()
         model.compile("adam", "mse")
         return model, {"input_1": rng.normal(size=(ROWS, 6)).astype("float32")}, rng.normal(size=(ROWS, 1))
+    if kind in ("early_stopping_first", "early_stopping_last"):
+        inputs = keras.Input((4,), name="features")
+        model = keras.Model(inputs, keras.layers.Dense(1)(Offset()(inputs)))
+        model.compile(keras.optimizers.Adam(0.05), "mse")
+        return model, {"features": rng.normal(size=(ROWS, 4)).astype("float32")}, rng.normal(size=(ROWS, 1))
     raise ValueError(kind)
+
+
+def callbacks_for(kind, callback):
+    if not kind.startswith("early_stopping"):
+        return [callback]
+    # Loss goes down while training, so with mode="max" the first epoch is the best one.
+    early_stopping = keras.callbacks.EarlyStopping(monitor="loss", mode="max", patience=1, restore_best_weights=True)
+    return [early_stopping, callback] if kind == "early_stopping_first" else [callback, early_stopping]
 
 
 def main():
@@ -104,7 +117,8 @@ def main():
     if kind == "multi_input_output":
         fit_x = [x["numbers"], x["extra"]]
     callback = SavedModelMLflowCallback(store, experiment_name="legacy")
-    model.fit(fit_x, y, epochs=1, batch_size=8, callbacks=[callback], verbose=0)
+    epochs = 4 if kind.startswith("early_stopping") else 1
+    model.fit(fit_x, y, epochs=epochs, batch_size=8, callbacks=callbacks_for(kind, callback), verbose=0)
 
     predictions = model.predict(fit_x, verbose=0)
     flat = predictions if isinstance(predictions, list) else [predictions]

@@ -25,6 +25,8 @@ TRAINING_SCRIPT = os.path.join(os.path.dirname(__file__), "legacy_fidelity_train
 KINDS = [
     "adapted_normalization",
     "custom_train_step",
+    "early_stopping_first",
+    "early_stopping_last",
     "mixed_precision",
     "multi_input_output",
     "string_lookup",

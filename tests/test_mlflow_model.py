@@ -133,3 +133,16 @@ def test_registered_model_loads_with_pyfunc(dict_input):
 
     loaded = mlflow.pyfunc.load_model(f"models:/scores/{callback.registered_model_version}")
     np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0)["score"], atol=1e-5)
+
+
+def test_second_fit_registers_next_version(tmp_path):
+    model = models.sequential_model()
+    x, y = models.make_data()
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"), registered_model_name="digits")
+    fit(model, x, y, callback)
+    first_run = callback.run_id
+    fit(model, x, y, callback)
+
+    assert callback.registered_model_version == "2"
+    versions = mlflow.MlflowClient(callback.tracking_uri).search_model_versions("name='digits'")
+    assert sorted((str(version.version), version.run_id) for version in versions) == [("1", first_run), ("2", callback.run_id)]

@@ -91,7 +91,9 @@ def load_model(
     os.makedirs(download_root, exist_ok=True)
     try:
         folder = mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, dst_path=download_root, tracking_uri=resolved_uri
+            artifact_uri=_run_artifact_uri(model_uri, resolved_uri),
+            dst_path=download_root,
+            tracking_uri=resolved_uri,
         )
         if trainable and os.path.isfile(os.path.join(folder, keras_archive.KERAS_ARCHIVE_FILE)):
             return keras_archive.load_keras_archive(folder, custom_objects)
@@ -111,3 +113,22 @@ def load_model(
     finally:
         if dst_path is None:
             shutil.rmtree(download_root, ignore_errors=True)
+
+
+def _run_artifact_uri(model_uri: str, tracking_uri: Optional[str]) -> str:
+    """Return the artifact store URI behind a ``runs:/`` URI, or `model_uri` unchanged.
+
+    Resolving the run here, in the named store, avoids two MLflow behaviours: MLflow 2.22 resolves
+    ``runs:/`` URIs in the global tracking store even when download_artifacts gets another
+    ``tracking_uri``, and MLflow 3 merges the files of a LoggedModel of the same name into the
+    download.
+    """
+    import mlflow
+
+    prefix = "runs:/"
+    if not model_uri.startswith(prefix):
+        return model_uri
+    run_id, _, path = model_uri[len(prefix) :].partition("/")
+    client = mlflow.MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    artifact_root = client.get_run(run_id).info.artifact_uri.rstrip("/")
+    return f"{artifact_root}/{path}" if path else artifact_root

@@ -68,13 +68,52 @@ def write_saved_model(model, folder: str) -> str:
     full SavedModel, with ``keras_metadata.pb``, through ``model.save(save_format="tf")``.
     """
     if is_keras3_model(model):
-        kwargs = {"format": "tf_saved_model"}
-        if "verbose" in inspect.signature(model.export).parameters:
-            kwargs["verbose"] = False
-        model.export(folder, **kwargs)
+        if keras_backend() != "tensorflow" or not _export_weights_once(model, folder):
+            kwargs = {"format": "tf_saved_model"}
+            if "verbose" in inspect.signature(model.export).parameters:
+                kwargs["verbose"] = False
+            model.export(folder, **kwargs)
         return "keras3-export"
     model.save(folder, save_format="tf")
     return "keras2-savedmodel"
+
+
+def _export_weights_once(model, folder: str) -> bool:
+    """Write what ``model.export`` writes on the TensorFlow backend, storing each weight once.
+
+    Keras 3.15's export archive lists the model's Keras variables under ``variables`` and, under
+    ``_all_variables``, the ``tf.Variable`` that each of them wraps, as found in the traced
+    ``serve`` function. The checkpoint sees two objects per weight and stores every weight
+    twice. Listing the wrapped ``tf.Variable`` objects instead writes the same ``serve``
+    endpoint, ``serving_default`` signature and ``variables`` lists with each weight once.
+    Returns False, having written nothing, when this Keras lacks the private names used here.
+    """
+    import keras
+
+    try:
+        # NOTE: private in Keras 3.15; the function model.export uses for its input signature.
+        from keras.src.export.export_utils import get_input_signature
+    except ImportError:
+        return False
+    archive = keras.export.ExportArchive()
+    # NOTE: _tf_trackable is private in Keras 3.15; it is the object that write_out saves.
+    trackable = getattr(archive, "_tf_trackable", None)
+    if trackable is None:
+        return False
+    archive.track_and_add_endpoint("serve", model, get_input_signature(model))
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        wrapped = [_wrapped_tf_variable(variable) for variable in getattr(trackable, name)]
+        setattr(trackable, name, wrapped)
+    archive.write_out(folder, verbose=False)
+    return True
+
+
+def _wrapped_tf_variable(variable):
+    """Return the ``tf.Variable`` inside a Keras 3 variable, or `variable` when it wraps none."""
+    import tensorflow as tf
+
+    value = getattr(variable, "value", None)
+    return value if isinstance(value, tf.Variable) else variable
 
 
 def load_legacy_keras_model(folder: str, custom_objects=None):
@@ -297,3 +336,16 @@ def early_stopping_classes() -> tuple:
 
     classes.append(tf.keras.callbacks.EarlyStopping)
     return tuple(dict.fromkeys(classes))
+
+
+def sqlalchemy_version() -> str:
+    import sqlalchemy
+
+    return sqlalchemy.__version__
+
+
+def sqlalchemy_decodes_database_path() -> bool:
+    """Return True when SQLAlchemy percent-decodes the path of a ``sqlite:///`` URI (2.1 and later)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url("sqlite:///%41").database == "A"

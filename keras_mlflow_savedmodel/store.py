@@ -24,6 +24,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Optional, Union
 
+from keras_mlflow_savedmodel import _compat
 from keras_mlflow_savedmodel.errors import TrackingStoreError
 from keras_mlflow_savedmodel.remote import check_server, is_http_uri, redact_uri
 
@@ -45,6 +46,8 @@ _TRACKING_STORE_ENTRY_POINTS = "mlflow.tracking_store"
 # A scheme of two letters or more, so that a Windows drive letter ("C:\\runs") reads as a path.
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
 _SQLITE_HEADER = b"SQLite format 3\x00"
+# Characters a URL parser reads as an escape, a query or a fragment.
+_URI_SPECIAL_CHARACTERS = "%?#"
 
 PathOrUri = Union[str, "os.PathLike[str]"]
 
@@ -177,13 +180,37 @@ def _resolve_store_folder(given: str, source: str) -> TrackingStore:
         )
 
     db_path = os.path.join(folder, TRACKING_DB_NAME)
-    return TrackingStore(_sqlite_uri(db_path), given, source, folder)
+    try:
+        tracking_uri = _sqlite_uri(db_path)
+    except ValueError as error:
+        raise TrackingStoreError(
+            given,
+            source,
+            f"The store folder {folder!r} (from {source} {given!r}) cannot be used: {error}. "
+            "Pass a folder whose path has none of these characters, or install SQLAlchemy 2.1 "
+            "or later.",
+        ) from error
+    return TrackingStore(tracking_uri, given, source, folder)
 
 
 def _sqlite_uri(db_path: str) -> str:
-    # Percent-encoded, like mlflow.utils.file_utils.path_to_local_sqlite_uri, so that spaces and
-    # non-ASCII letters survive a shell and a URL parser; SQLAlchemy decodes it back.
-    return "sqlite:///" + urllib.parse.quote(db_path, safe="/")
+    """Return the ``sqlite:///`` URI of `db_path`.
+
+    Spaces and non-ASCII letters stay as they are, because SQLAlchemy 2.0 does not percent-decode
+    the database path (2.1 does). Only a path with ``%``, ``?`` or ``#`` needs encoding, which
+    works only where SQLAlchemy decodes it.
+
+    Raises:
+        ValueError: `db_path` needs encoding and the installed SQLAlchemy does not decode it.
+    """
+    if not set(db_path) & set(_URI_SPECIAL_CHARACTERS):
+        return "sqlite:///" + db_path
+    if _compat.sqlalchemy_decodes_database_path():
+        return "sqlite:///" + urllib.parse.quote(db_path, safe="/")
+    raise ValueError(
+        f"the path {db_path!r} contains one of {_URI_SPECIAL_CHARACTERS!r}, which SQLAlchemy "
+        f"{_compat.sqlalchemy_version()} cannot read in a sqlite URI"
+    )
 
 
 def _file_instead_of_folder_message(given: str, source: str, path: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 
 LEGACY_KERAS_ENV = "TF_USE_LEGACY_KERAS"
 # Written by Keras 2's model.save(save_format="tf") beside saved_model.pb; its presence marks a
@@ -83,7 +84,7 @@ def _export_weights_once(model, folder: str) -> bool:
 
     Keras 3.15's export archive lists the model's Keras variables under ``variables`` and, under
     ``_all_variables``, the ``tf.Variable`` that each of them wraps, as found in the traced
-    ``serve`` function. The checkpoint sees two objects per weight and stores every weight
+    ``serve`` function. The checkpoint finds two objects per weight and stores every weight
     twice. Listing the wrapped ``tf.Variable`` objects instead writes the same ``serve``
     endpoint, ``serving_default`` signature and ``variables`` lists with each weight once.
     Returns False, having written nothing, when this Keras lacks the private names used here.
@@ -320,18 +321,17 @@ def save_mlflow_input_example(mlmodel, example, folder: str) -> bool:
 
 
 def early_stopping_classes() -> tuple:
-    """Return the EarlyStopping classes of every Keras installed: Keras 3, tf_keras, tf.keras."""
+    """Return the EarlyStopping classes of every Keras in use: Keras 3, tf_keras, tf.keras."""
     classes = []
     if _keras3_model_class() is not None:
         import keras
 
         classes.append(keras.callbacks.EarlyStopping)
-    try:
-        import tf_keras
-
+    # A tf_keras callback exists only once tf_keras is imported; importing it here would add
+    # about 0.25 s to every train end of a Keras 3 model.
+    tf_keras = sys.modules.get("tf_keras")
+    if tf_keras is not None:
         classes.append(tf_keras.callbacks.EarlyStopping)
-    except ImportError:
-        pass
     import tensorflow as tf
 
     classes.append(tf.keras.callbacks.EarlyStopping)

@@ -33,15 +33,27 @@ def serving_signature(folder: str):
     """Return the ``ModelSignature`` of the ``serving_default`` signature of the SavedModel in `folder`.
 
     A single input or output is left unnamed, so a plain array matches it; several are named
-    after the signature's argument and output names.
+    after the signature's argument and output names. The signature is read from
+    ``saved_model.pb`` alone: loading the SavedModel would also read every weight into memory.
     """
     import tensorflow as tf
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema
+    from tensorflow.core.protobuf import saved_model_pb2
 
-    serving = tf.saved_model.load(folder).signatures[SERVING_SIGNATURE]
-    input_specs = serving.structured_input_signature[1]
-    output_specs = serving.structured_outputs
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(folder, "saved_model.pb"), "rb") as file:
+        saved_model.ParseFromString(file.read())
+    serving = saved_model.meta_graphs[0].signature_def[SERVING_SIGNATURE]
+
+    def specs_of(tensor_infos):
+        return {
+            name: tf.TensorSpec(tf.TensorShape(info.tensor_shape), tf.as_dtype(info.dtype), name)
+            for name, info in tensor_infos.items()
+        }
+
+    input_specs = specs_of(serving.inputs)
+    output_specs = specs_of(serving.outputs)
 
     def schema(specs):
         if len(specs) == 1:

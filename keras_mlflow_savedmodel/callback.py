@@ -94,6 +94,9 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         on_verify_failure: What happens when the reloaded SavedModel does not reproduce the
             live model: ``"raise"`` raises `ModelVerificationError` and ends the run FAILED,
             ``"warn"`` issues a RuntimeWarning. The model is logged and tagged either way.
+        verify: Run the reload check at train end. It loads the written SavedModel back into
+            memory, which for a large model costs about as much time and memory again as
+            the export, so ``verify=False`` skips it and sets no verification tags.
         registered_model_name: Register the logged model under this name in the Model Registry.
 
     Attributes:
@@ -139,6 +142,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         input_example=None,
         save_keras_archive: bool = True,
         on_verify_failure: str = "raise",
+        verify: bool = True,
         registered_model_name: Optional[str] = None,
     ):
         super().__init__()
@@ -157,6 +161,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         _checks.check_input_example(input_example)
         _checks.check_bool("save_keras_archive", save_keras_archive)
         _checks.check_choice("on_verify_failure", on_verify_failure, ("raise", "warn"))
+        _checks.check_bool("verify", verify)
         _checks.check_optional_name("registered_model_name", registered_model_name)
         self._experiment_name = experiment_name
         self._run_name = run_name
@@ -170,6 +175,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         self._input_example = input_example
         self._save_keras_archive = save_keras_archive
         self._on_verify_failure = on_verify_failure
+        self._verify = verify
         self._registered_model_name = registered_model_name
         self._owned_run: Optional[run_lifecycle.OwnedRun] = None
         # Only the chief touches the store: other workers of a multi-worker job must not race
@@ -191,6 +197,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         self._owns_run = False
         self._logs_training = False
         self._used_artifact_path = self._artifact_path
+        self._metrics_writer: Optional[training_params.EpochMetricsWriter] = None
 
     @property
     def artifact_path(self) -> str:
@@ -205,6 +212,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
     def __exit__(self, exc_type, exc_value, traceback):
         """End the run this callback started and left open: KILLED on KeyboardInterrupt and SIGTERM,
         FAILED on any other exception. The exception is not suppressed."""
+        self._close_metrics_writer()
         if self._owned_run is not None:
             self._owned_run.end(run_lifecycle.status_for(exc_value))
         return False
@@ -229,18 +237,22 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             self._client().log_batch(self.run_id, tags=tags)
         if self._logs_training and self._log_params:
             self._log_training_params()
+        if self._logs_training and self._log_metrics:
+            self._close_metrics_writer()
+            self._metrics_writer = training_params.EpochMetricsWriter(self._client(), self.run_id)
         self._log_train_begin(run)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._chief and self._logs_training and self._log_metrics:
+        if self._metrics_writer is not None:
             metrics = training_params.epoch_metrics(logs, epoch)
             if metrics:
-                self._client().log_batch(self.run_id, metrics=metrics)
+                self._metrics_writer.log(metrics)
 
     def on_train_end(self, logs=None):
         if not self._chief:
             distributed.write_and_discard(self.model, self._temp_dir)
             return
+        self._close_metrics_writer()
         # Before writing, so that the logged weights are the ones fit returns.
         early_stopping.apply_pending_restores(self, self.model)
         try:
@@ -419,7 +431,13 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         self._client().set_tag(self.run_id, run_lifecycle.PARTIAL_MODEL_TAG, self._used_artifact_path)
         logger.warning("Logged the partial model of the interrupted fit to %s.", logged.artifact_uri)
 
+    def _close_metrics_writer(self):
+        if self._metrics_writer is not None:
+            self._metrics_writer.close()
+            self._metrics_writer = None
+
     def _end_owned_run(self, status: str):
+        self._close_metrics_writer()
         if self._owned_run is not None:
             self._owned_run.end(status)
         self._owns_run = False

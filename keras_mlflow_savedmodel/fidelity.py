@@ -104,6 +104,7 @@ def complete_folder(callback, artifact_path: str, folder: str, saved_format: str
         artifact_path=artifact_path,
         input_example=callback._input_example,
         save_keras_archive=callback._save_keras_archive,
+        verify=callback._verify,
     )
 
 

@@ -359,7 +359,25 @@ def _sql_store(store: TrackingStore):
     # Constructing the store creates the database, runs migrations and creates the "Default"
     # experiment, whose artifacts then live in <folder>/0. MLflow 3.17 does this without a lock,
     # so callers hold _store_lock.
-    return SqlAlchemyStore(store.tracking_uri, store.local_folder)
+    with _root_logging_kept():
+        return SqlAlchemyStore(store.tracking_uri, store.local_folder)
+
+
+@contextlib.contextmanager
+def _root_logging_kept():
+    """Restore the root logger's handlers and level on exit.
+
+    MLflow 2.22 runs its database migrations through Alembic's ``logging.config.fileConfig``, which
+    replaces the root logger's handlers and level, and with them the user's ``logging.basicConfig``.
+    """
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    level = root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def get_or_create_experiment(store: TrackingStore, name: str) -> str:

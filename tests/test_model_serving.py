@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.request
 
+import mlflow
 import numpy as np
 import pytest
 
@@ -15,6 +16,13 @@ import fidelity_models
 import models
 from keras_mlflow_savedmodel import SavedModelMLflowCallback
 from servers import HOST, free_port, stop_process_group, wait_until_healthy
+
+# Seen with MLflow 2.22.5: its scoring server exits at start with "'FastAPI' object has no
+# attribute 'route'", before loading any model.
+pytestmark = pytest.mark.skipif(
+    int(mlflow.__version__.split(".")[0]) < 3,
+    reason="mlflow models serve of MLflow 2.22 fails to start its scoring server",
+)
 
 
 def start_scoring_server(model_uri, tracking_uri, work_dir):

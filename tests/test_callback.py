@@ -55,29 +55,10 @@ def test_drop_in_run_logs_params_and_epoch_metrics(tmp_path):
     assert [metric.step for metric in history] == [0, 1, 2]
 
 
-def test_drop_in_reload_in_fresh_process(tmp_path):
+@pytest.mark.parametrize("build", [models.sequential_model, models.functional_model, models.subclassed_model])
+def test_model_kind_reloads_in_fresh_process(build, tmp_path):
     store = tmp_path / "store"
-    model = models.sequential_model()
-    callback = SavedModelMLflowCallback(str(store))
-    x = fit(model, callback)
-
-    outputs = predict_in_fresh_process(artifact_folder(store, callback.run_id), x, tmp_path)
-    np.testing.assert_allclose(outputs, model.predict(x, verbose=0), atol=1e-5)
-
-
-def test_functional_reload_in_fresh_process(tmp_path):
-    store = tmp_path / "store"
-    model = models.functional_model()
-    callback = SavedModelMLflowCallback(str(store))
-    x = fit(model, callback)
-
-    outputs = predict_in_fresh_process(artifact_folder(store, callback.run_id), x, tmp_path)
-    np.testing.assert_allclose(outputs, model.predict(x, verbose=0), atol=1e-5)
-
-
-def test_subclassed_reload_in_fresh_process(tmp_path):
-    store = tmp_path / "store"
-    model = models.subclassed_model()
+    model = build()
     callback = SavedModelMLflowCallback(str(store))
     x = fit(model, callback)
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 
@@ -17,14 +14,7 @@ import pytest
 
 import models
 from keras_mlflow_savedmodel import SavedModelMLflowCallback
-
-STARTUP_TIMEOUT_SECONDS = 120
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from servers import HOST, free_port, stop_process_group, wait_until_healthy
 
 
 def get_json(base_url, endpoint, **query):
@@ -54,37 +44,18 @@ def ui_server(trained_callback, tmp_path):
     log_path = tmp_path / "ui.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [mlflow_executable, *words[1:], "--host", "127.0.0.1", "--port", str(port)],
+            [mlflow_executable, *words[1:], "--host", HOST, "--port", str(port)],
             cwd=str(other_dir),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = f"http://{HOST}:{port}"
     try:
         wait_until_healthy(base_url, process, log_path)
         yield base_url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-
-
-def wait_until_healthy(base_url, process, log_path):
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow ui exited with {process.returncode}: {log_path.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"mlflow ui did not answer within {STARTUP_TIMEOUT_SECONDS} s: {log_path.read_text()[-2000:]}")
+        stop_process_group(process)
 
 
 def test_ui_command_shows_run_metrics_and_model(trained_callback, ui_server):

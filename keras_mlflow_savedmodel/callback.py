@@ -94,9 +94,8 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         on_verify_failure: What happens when the reloaded SavedModel does not reproduce the
             live model: ``"raise"`` raises `ModelVerificationError` and ends the run FAILED,
             ``"warn"`` issues a RuntimeWarning. The model is logged and tagged either way.
-        verify: Run the reload check at train end. It loads the written SavedModel back into
-            memory, which for a large model costs about as much time and memory again as
-            the export, so ``verify=False`` skips it and sets no verification tags.
+        verify: Run the reload check at train end. ``verify=False`` skips it, and with it the
+            reading of the whole SavedModel back into memory, and sets no verification tags.
         registered_model_name: Register the logged model under this name in the Model Registry.
 
     Attributes:

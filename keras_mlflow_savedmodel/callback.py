@@ -35,6 +35,11 @@ EXPERIMENT_NAME_ENV = "MLFLOW_EXPERIMENT_NAME"
 # Used instead of "model" when mlflow.autolog(log_models=True) logs its own model as "model".
 AUTOLOG_SAFE_ARTIFACT_PATH = "saved_model"
 
+# MLflow 3.17 copies mlflow.set_experiment() into MLFLOW_EXPERIMENT_ID, so after a callback has
+# activated its experiment the variable no longer tells what the user set. Values written that way
+# are remembered here, by variable name, and not read back as the user's choice.
+_ENVIRONMENT_WRITTEN_BY_MLFLOW: dict = {}
+
 
 class SavedModelMLflowCallback(_compat.callback_base_class()):
     """Log the trained model to MLflow as a TensorFlow SavedModel, next to the run's metrics.
@@ -299,10 +304,10 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
 
         if self._experiment_name is not None:
             return get_or_create_experiment(self._store, self._experiment_name), "experiment_name argument"
-        environment_id = os.environ.get(EXPERIMENT_ID_ENV)
+        environment_id = _user_environment(EXPERIMENT_ID_ENV)
         if environment_id:
             return environment_id, f"environment variable {EXPERIMENT_ID_ENV}"
-        environment_name = os.environ.get(EXPERIMENT_NAME_ENV)
+        environment_name = _user_environment(EXPERIMENT_NAME_ENV)
         if environment_name:
             experiment_id = get_or_create_experiment(self._store, environment_name)
             return experiment_id, f"environment variable {EXPERIMENT_NAME_ENV}"
@@ -322,6 +327,8 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             if not same_store(current_uri, self._store.tracking_uri):
                 mlflow.set_tracking_uri(self._store.tracking_uri)
             mlflow.set_experiment(experiment_id=self._experiment_id)
+            for name in (EXPERIMENT_ID_ENV, EXPERIMENT_NAME_ENV):
+                _ENVIRONMENT_WRITTEN_BY_MLFLOW[name] = os.environ.get(name)
             return
         if not same_store(current_uri, self._store.tracking_uri):
             raise StoreMismatchError(
@@ -440,3 +447,11 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         if self._owned_run is not None:
             self._owned_run.end(status)
         self._owns_run = False
+
+
+def _user_environment(name: str):
+    """Return the environment variable `name` unless MLflow wrote it for an earlier callback."""
+    value = os.environ.get(name)
+    if name in _ENVIRONMENT_WRITTEN_BY_MLFLOW and value == _ENVIRONMENT_WRITTEN_BY_MLFLOW[name]:
+        return None
+    return value

@@ -21,6 +21,9 @@ GRAPH_ALLOWANCE_BYTES = 4 * 2**20
 def _variables_bytes(variables) -> int:
     total = 0
     for variable in variables:
+        if not hasattr(variable, "shape") or not hasattr(variable, "dtype"):
+            # Legacy Keras lists a VocabWeightHandler among a lookup layer's weights.
+            continue
         dtype = getattr(variable.dtype, "as_numpy_dtype", variable.dtype)
         total += math.prod(int(dim) for dim in variable.shape) * np.dtype(dtype).itemsize
     return total

@@ -70,6 +70,9 @@ class OwnedRun:
         self.tracking_uri = tracking_uri
         self._log_partial_model = log_partial_model
         self.ended = False
+        # The Keras CallbackList of the fit that started the run, so that other callbacks of the
+        # same fit do not take this run for a dangling one.
+        self.fit_callbacks = None
 
     def end(self, status: str) -> None:
         """End the run with `status`, logging the partial model first when it is KILLED and asked for.
@@ -118,6 +121,7 @@ _hooks = {"installed": False, "previous_excepthook": None, "previous_sigterm": N
 def track_run(run_id: str, tracking_uri: str, log_partial_model=None) -> OwnedRun:
     """Start tracking a run a callback started, and install the exit hooks once per process."""
     owned = OwnedRun(run_id, tracking_uri, log_partial_model)
+    owned.fit_callbacks = _running_callback_list()
     _OPEN_RUNS[run_id] = owned
     _install_process_hooks()
     _install_sigterm_handler()
@@ -130,14 +134,20 @@ def end_dangling_runs() -> None:
     The status is KILLED when the last exception that reached the top of the interpreter (a
     script, the REPL, IPython) was a KeyboardInterrupt or SIGTERM, and FAILED otherwise.
     """
-    if not _OPEN_RUNS:
+    current_callbacks = _running_callback_list()
+    dangling = [
+        owned
+        for owned in _OPEN_RUNS.values()
+        if current_callbacks is None or owned.fit_callbacks is not current_callbacks
+    ]
+    if not dangling:
         return
     # NOTE: sys.last_value may be an older exception than the one that stopped the fit, and a fit
     # nested inside another fit's callback would end the outer fit's run here.
     status = status_for(getattr(sys, "last_value", None) or RuntimeError())
     if _hooks["sigterm_seen"]:
         status = "KILLED"
-    for owned in list(_OPEN_RUNS.values()):
+    for owned in dangling:
         logger.warning(
             "MLflow run %s of an earlier fit that stopped with an exception is still RUNNING; "
             "ending it as %s before this fit starts a new run.",
@@ -145,6 +155,21 @@ def end_dangling_runs() -> None:
             status,
         )
         owned.end(status)
+
+
+def _running_callback_list():
+    """Return the Keras ``CallbackList`` whose ``on_train_begin`` is on the stack, or None.
+
+    Keras creates one per ``fit`` call and passes it no identity of the fit, so the list is the
+    token that tells the callbacks of one fit apart from those of an earlier one. Only read.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if frame.f_code.co_name == "on_train_begin" and type(candidate).__name__ == "CallbackList":
+            return candidate
+        frame = frame.f_back
+    return None
 
 
 def _end_open_runs(status: str) -> None:

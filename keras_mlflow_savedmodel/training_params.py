@@ -60,7 +60,9 @@ def training_params(model, keras_params: dict) -> dict:
 
 
 def count_params(weights) -> int:
-    return int(sum(math.prod(int(dim) for dim in weight.shape) for weight in weights))
+    # Legacy Keras lists a VocabWeightHandler, which has no shape, among a lookup layer's weights.
+    shaped = [weight for weight in weights if hasattr(weight, "shape")]
+    return int(sum(math.prod(int(dim) for dim in weight.shape) for weight in shaped))
 
 
 def epoch_metrics(logs: dict, epoch: int):

@@ -1,6 +1,6 @@
 """Train a legacy Keras (tf_keras) model through the callback; run as a script in a subprocess.
 
-Usage: python legacy_training.py STORE WORK_DIR {sequential,functional,subclassed}
+Usage: python legacy_training.py STORE WORK_DIR {sequential,functional,subclassed,integer_lookup}
 Writes inputs.npy and predictions.npy to WORK_DIR and prints the run as JSON on the last line.
 """
 
@@ -47,6 +47,12 @@ def build(kind):
         inputs = tf.keras.Input((8,), name="features")
         outputs = tf.keras.layers.Dense(3, activation="softmax")(ScaleShift()(inputs))
         return tf.keras.Model(inputs, outputs)
+    if kind == "integer_lookup":
+        # Legacy Keras lists a VocabWeightHandler, not a variable, among this layer's weights.
+        inputs = tf.keras.Input((8,), dtype="int64")
+        looked_up = tf.keras.layers.IntegerLookup(vocabulary=[0, 1, 2, 3])(inputs)
+        embedded = tf.keras.layers.Flatten()(tf.keras.layers.Embedding(6, 2)(looked_up))
+        return tf.keras.Model(inputs, tf.keras.layers.Dense(3, activation="softmax")(embedded))
     return TwoLayerNet()
 
 
@@ -54,6 +60,8 @@ def main():
     store, work_dir, kind = sys.argv[1:4]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(48, 8)).astype("float32")
+    if kind == "integer_lookup":
+        x = rng.integers(0, 5, size=(48, 8)).astype("int64")
     y = rng.integers(0, 3, size=(48,))
     model = build(kind)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")

@@ -179,3 +179,26 @@ def test_active_run_in_other_store_fails_before_training(tmp_path):
     with mlflow.start_run():
         with pytest.raises(StoreMismatchError, match="other.db"):
             SavedModelMLflowCallback(str(tmp_path / "store"))
+
+
+def test_two_callbacks_in_one_fit_finish(tmp_path):
+    first = SavedModelMLflowCallback(str(tmp_path / "store"), artifact_path="first")
+    second = SavedModelMLflowCallback(str(tmp_path / "store"), artifact_path="second")
+    x, y = models.make_data()
+    models.sequential_model().fit(x, y, epochs=1, callbacks=[first, second], verbose=0)
+
+    client = mlflow.MlflowClient(first.tracking_uri)
+    assert first.run_id == second.run_id
+    assert client.get_run(first.run_id).info.status == "FINISHED"
+    artifacts = {item.path for item in client.list_artifacts(first.run_id)}
+    assert {"first", "second"} <= artifacts
+
+
+def test_second_store_uses_its_default_experiment(tmp_path):
+    SavedModelMLflowCallback(str(tmp_path / "store-a"), experiment_name="project-a")
+    callback = SavedModelMLflowCallback(str(tmp_path / "store-b"))
+    fit(models.sequential_model(), callback, epochs=1)
+
+    client = mlflow.MlflowClient(callback.tracking_uri)
+    experiment_id = client.get_run(callback.run_id).info.experiment_id
+    assert client.get_experiment(experiment_id).name == "Default"

@@ -40,7 +40,7 @@ def logged_folder(store, run):
     return os.path.join(str(store), experiment_id, run["run_id"], "artifacts", "model")
 
 
-@pytest.mark.parametrize("kind", ["sequential", "functional", "subclassed"])
+@pytest.mark.parametrize("kind", ["sequential", "functional", "subclassed", "integer_lookup"])
 def test_legacy_model_reloads_in_fresh_process(tmp_path, kind):
     store = tmp_path / "store"
     run = train_legacy(store, tmp_path, kind)

@@ -48,10 +48,12 @@ def complete_saved_model_folder(
     read the SavedModel back with ``tf.saved_model.load``.
     """
     result = _verify(model, folder, input_example) if verify else None
-    if result is not None:
+    if result is not None and result.skipped:
+        logger.warning("Reload check of the SavedModel skipped: %s.", result.detail)
+    elif result is not None:
         logger.info(
             "Reload check of the SavedModel %s: max abs difference %.3g on inputs from the %s.",
-            verification.PASSED if result.passed else verification.FAILED,
+            result.status,
             result.max_abs_diff,
             result.inputs_source,
         )
@@ -127,7 +129,7 @@ def record_logged_model(callback, logged) -> None:
         callback.registered_model_version = _register_or_warn(
             client, callback._registered_model_name, logged.artifact_uri, callback.run_id, callback.model_uri
         )
-    if result is None or result.passed:
+    if result is None or result.passed or result.skipped:
         return
     message = verification.describe_failure(result, callback.model.name, callback.model_uri)
     if callback._on_verify_failure == "raise":

@@ -19,6 +19,7 @@ SAMPLE_SOURCE_TAG = "keras_mlflow_savedmodel.verification_inputs"
 
 PASSED = "passed"
 FAILED = "failed"
+SKIPPED = "skipped"
 
 # The float tolerance of the check: outputs match when |saved - live| <= atol + rtol * |live|.
 DEFAULT_ATOL = 1e-5
@@ -28,8 +29,10 @@ FLOAT16_ATOL = 1e-3
 FLOAT16_RTOL = 1e-3
 
 SAMPLE_ROWS = 2
-# Length used for a dimension the serving signature leaves open, such as a time axis.
-SAMPLE_OPEN_DIMENSION = 3
+# Lengths tried, in order, for a dimension the serving signature leaves open, such as a time axis.
+# A longer one is tried when the live model rejects a shorter one (a Conv1D with kernel 5 needs 5).
+SAMPLE_OPEN_DIMENSIONS = (3, 32, 128)
+SAMPLE_OPEN_DIMENSION = SAMPLE_OPEN_DIMENSIONS[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,17 +52,25 @@ class VerificationResult:
     max_abs_diff: float
     inputs_source: str
     detail: str = ""
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        """``"passed"``, ``"failed"`` or ``"skipped"`` (no built input was valid for the live model)."""
+        if self.skipped:
+            return SKIPPED
+        return PASSED if self.passed else FAILED
 
     def tags(self) -> dict:
         """Return the run tags that record this result."""
         return {
-            VERIFICATION_TAG: PASSED if self.passed else FAILED,
+            VERIFICATION_TAG: self.status,
             MAX_DIFFERENCE_TAG: repr(float(self.max_abs_diff)),
             SAMPLE_SOURCE_TAG: self.inputs_source,
         }
 
 
-def sample_inputs_from_specs(specs, seed: int = 0):
+def sample_inputs_from_specs(specs, seed: int = 0, open_dimension: int = SAMPLE_OPEN_DIMENSION):
     """Return NumPy arrays matching the nested `specs` (``tf.TensorSpec``), for a check run."""
     import numpy as np
     import tensorflow as tf
@@ -68,7 +79,7 @@ def sample_inputs_from_specs(specs, seed: int = 0):
 
     def make(spec):
         shape = [SAMPLE_ROWS] + [
-            SAMPLE_OPEN_DIMENSION if dim is None else int(dim) for dim in spec.shape.as_list()[1:]
+            open_dimension if dim is None else int(dim) for dim in spec.shape.as_list()[1:]
         ]
         dtype = spec.dtype
         if dtype == tf.string:
@@ -142,14 +153,39 @@ def verify_saved_model(model, folder: str, input_example=None) -> VerificationRe
     reloaded = tf.saved_model.load(folder)
     serving = _compat.SavedModelServing(reloaded, model)
     if input_example is not None:
-        inputs, source = input_example, "input_example"
+        tensors, source = to_tensors(input_example), "input_example"
+        live_outputs = model(tensors, training=False)
     else:
-        inputs, source = sample_inputs_from_specs(serving.input_specs()), "serving signature"
-    tensors = to_tensors(inputs)
+        source = "serving signature"
+        tensors, live_outputs, rejection = _inputs_the_live_model_accepts(model, serving.input_specs())
+        if tensors is None:
+            detail = (
+                f"the live model rejected every batch built from the serving signature "
+                f"(open dimensions of {', '.join(map(str, SAMPLE_OPEN_DIMENSIONS))}): {rejection}. "
+                "Pass input_example= with one real batch to check this model"
+            )
+            return VerificationResult(False, float("nan"), source, detail, skipped=True)
     saved_outputs = serving.call(tensors)
-    live_outputs = model(tensors, training=False)
     passed, max_abs_diff, detail = compare_outputs(saved_outputs, live_outputs)
     return VerificationResult(passed, max_abs_diff, source, detail)
+
+
+def _inputs_the_live_model_accepts(model, specs):
+    """Return (tensors, live outputs, None) for the first built batch `model` accepts.
+
+    When the live model rejects every length tried for the open dimensions, return
+    (None, None, description of the last error): such inputs say nothing about the SavedModel.
+    """
+    import tensorflow as tf
+
+    rejection = ""
+    for open_dimension in SAMPLE_OPEN_DIMENSIONS:
+        tensors = to_tensors(sample_inputs_from_specs(specs, open_dimension=open_dimension))
+        try:
+            return tensors, model(tensors, training=False), None
+        except (tf.errors.OpError, ValueError, TypeError) as error:
+            rejection = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return None, None, rejection
 
 
 def describe_failure(result: VerificationResult, model_name: str, location: Optional[str]) -> str:

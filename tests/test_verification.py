@@ -126,3 +126,35 @@ def test_list_input_example_is_checked(tmp_path):
     tags = run_tags(callback)
     assert tags[VERIFICATION_TAG] == PASSED
     assert tags[SAMPLE_SOURCE_TAG] == "input_example"
+
+
+def open_length_conv_model():
+    inputs = keras.Input((None, 2))
+    features = keras.layers.GlobalMaxPooling1D()(keras.layers.Conv1D(4, 5)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1)(features))
+    model.compile("adam", "mse")
+    return model
+
+
+def test_open_axis_longer_than_default_passes(tmp_path):
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    x = np.random.default_rng(0).normal(size=(16, 10, 2)).astype("float32")
+    open_length_conv_model().fit(x, x[:, 0, :1], epochs=1, callbacks=[callback], verbose=0)
+
+    run = mlflow.MlflowClient(callback.tracking_uri).get_run(callback.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[VERIFICATION_TAG] == PASSED
+
+
+def test_unbuildable_inputs_skip_the_check(tmp_path):
+    inputs = keras.Input((None, 2))
+    features = keras.layers.GlobalMaxPooling1D()(keras.layers.Conv1D(4, 200)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1)(features))
+    model.compile("adam", "mse")
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    x = np.random.default_rng(0).normal(size=(8, 210, 2)).astype("float32")
+    model.fit(x, x[:, 0, :1], epochs=1, callbacks=[callback], verbose=0)
+
+    run = mlflow.MlflowClient(callback.tracking_uri).get_run(callback.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[VERIFICATION_TAG] == "skipped"

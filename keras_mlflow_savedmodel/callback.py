@@ -171,8 +171,9 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         self._run_name = run_name
         self._log_params = log_params
         self._log_metrics = log_metrics
-        self._temp_dir = temp_dir
-        self._kept_dir = kept_dir
+        # Resolved now, like the store path, so that "~" and a later os.chdir() do not matter.
+        self._temp_dir = _absolute_folder(temp_dir)
+        self._kept_dir = _absolute_folder(kept_dir)
         self._upload_retries = upload_retries
         self._on_log_error = on_log_error
         self._log_partial_model = log_partial_model
@@ -455,3 +456,10 @@ def _user_environment(name: str):
     if name in _ENVIRONMENT_WRITTEN_BY_MLFLOW and value == _ENVIRONMENT_WRITTEN_BY_MLFLOW[name]:
         return None
     return value
+
+
+def _absolute_folder(value):
+    """Return `value` with ``~`` expanded and made absolute, or None for None."""
+    if value is None:
+        return None
+    return os.path.abspath(os.path.expanduser(os.fspath(value)))

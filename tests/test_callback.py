@@ -202,3 +202,13 @@ def test_second_store_uses_its_default_experiment(tmp_path):
     client = mlflow.MlflowClient(callback.tracking_uri)
     experiment_id = client.get_run(callback.run_id).info.experiment_id
     assert client.get_experiment(experiment_id).name == "Default"
+
+
+def test_temp_dir_with_tilde_is_expanded(tmp_path, monkeypatch):
+    (tmp_path / "home" / "scratch").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"), temp_dir="~/scratch")
+    monkeypatch.chdir(tmp_path / "home")
+    fit(models.sequential_model(), callback, epochs=1)
+
+    assert mlflow.MlflowClient(callback.tracking_uri).get_run(callback.run_id).info.status == "FINISHED"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 
 from keras_mlflow_savedmodel.errors import InvalidArgumentError
 
@@ -76,6 +77,13 @@ def check_tags(value) -> dict:
                 "tags",
                 value,
                 f"tags keys must be non-empty strings. Received the key {key!r} in tags={value!r}.",
+            )
+        if re.search(r"[^\w\-. /]", key):
+            raise InvalidArgumentError(
+                "tags",
+                value,
+                f"tags key {key!r} has characters MLflow rejects; use letters, digits, '_', '-', "
+                f"'.', ' ' and '/'. Received: tags={value!r}.",
             )
     return {key: str(tag_value) for key, tag_value in value.items()}
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 from keras_mlflow_savedmodel import _compat, keras_archive
 from keras_mlflow_savedmodel.errors import KerasMlflowSavedModelError
-from keras_mlflow_savedmodel.store import PathOrUri, resolve_tracking_store
+from keras_mlflow_savedmodel.store import PathOrUri, require_existing_store, resolve_tracking_store
 
 
 class ServingModel:
@@ -85,7 +85,10 @@ def load_model(
 
     resolved_uri = None
     if tracking_uri is not None:
-        resolved_uri = resolve_tracking_store(tracking_uri).tracking_uri
+        store = resolve_tracking_store(tracking_uri)
+        # A mistyped folder must not become a new, empty store.
+        require_existing_store(store)
+        resolved_uri = store.tracking_uri
 
     download_root = dst_path if dst_path is not None else tempfile.mkdtemp(prefix="keras-mlflow-savedmodel-load-")
     os.makedirs(download_root, exist_ok=True)

@@ -326,7 +326,17 @@ def _db_path(store: TrackingStore) -> str:
 def _store_lock(store: TrackingStore):
     """Hold an exclusive lock on the store folder's lock file, across processes."""
     lock_path = os.path.join(store.local_folder, LOCK_FILE_NAME)
-    with open(lock_path, "a+b") as lock_file:
+    try:
+        lock_file_handle = open(lock_path, "a+b")
+    except OSError as error:
+        raise TrackingStoreError(
+            store.given,
+            store.source,
+            f"Cannot open the lock file {lock_path!r} of the store folder {store.local_folder!r} "
+            f"(from {store.source} {store.given!r}): {error}. Logging into a store needs write "
+            "access to its folder: pass a folder you can write to.",
+        ) from error
+    with lock_file_handle as lock_file:
         if sys.platform == "win32":
             import msvcrt
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +66,23 @@ def count_params(weights) -> int:
     return int(sum(math.prod(int(dim) for dim in weight.shape) for weight in shaped))
 
 
+# Characters MLflow rejects in metric names (it allows letters, digits, "_", "-", ".", " ", "/").
+_INVALID_METRIC_CHARACTERS = re.compile(r"[^\w\-. /]")
+
+
+def mlflow_metric_name(key: str) -> str:
+    """Return `key` with each character MLflow rejects in a metric name replaced by ``_``."""
+    name = _INVALID_METRIC_CHARACTERS.sub("_", key)
+    if name != key and key not in _RENAMED_METRICS:
+        _RENAMED_METRICS.add(key)
+        logger.warning("Keras metric %r is logged to MLflow as %r, which MLflow accepts.", key, name)
+    return name
+
+
+# Keras metric names already reported as renamed, so each is reported once per process.
+_RENAMED_METRICS: set = set()
+
+
 def epoch_metrics(logs: dict, epoch: int):
     """Return the MLflow ``Metric`` entities for one epoch's logs, skipping non-scalar values."""
     from mlflow.entities import Metric
@@ -74,7 +92,7 @@ def epoch_metrics(logs: dict, epoch: int):
     for key, value in (logs or {}).items():
         number = _scalar(value)
         if number is not None:
-            metrics.append(Metric(key=key, value=number, timestamp=timestamp, step=epoch))
+            metrics.append(Metric(key=mlflow_metric_name(key), value=number, timestamp=timestamp, step=epoch))
     return metrics
 
 

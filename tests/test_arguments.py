@@ -20,6 +20,7 @@ BAD_ARGUMENTS = [
     ("artifact_path", 7),
     ("tags", "team=vision"),
     ("tags", {1: "one"}),
+    ("tags", {"owner!": "me"}),
     ("log_params", 1),
     ("log_params", "yes"),
     ("log_metrics", None),

@@ -212,3 +212,24 @@ def test_temp_dir_with_tilde_is_expanded(tmp_path, monkeypatch):
     fit(models.sequential_model(), callback, epochs=1)
 
     assert mlflow.MlflowClient(callback.tracking_uri).get_run(callback.run_id).info.status == "FINISHED"
+
+
+def test_metric_name_mlflow_rejects_is_renamed(tmp_path):
+    import keras
+
+    model = models.sequential_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc@train (%)")])
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    fit(model, callback, epochs=2)
+
+    client = mlflow.MlflowClient(callback.tracking_uri)
+    assert client.get_run(callback.run_id).info.status == "FINISHED"
+    assert len(client.get_metric_history(callback.run_id, "acc_train __")) == 2
+
+
+def test_load_model_rejects_missing_store(tmp_path):
+    from keras_mlflow_savedmodel import TrackingStoreError
+
+    with pytest.raises(TrackingStoreError, match="typo"):
+        load_model("runs:/0123456789abcdef/model", tracking_uri=str(tmp_path / "typo"))
+    assert not (tmp_path / "typo").exists()

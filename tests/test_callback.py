@@ -224,7 +224,7 @@ def test_metric_name_mlflow_rejects_is_renamed(tmp_path):
 
     client = mlflow.MlflowClient(callback.tracking_uri)
     assert client.get_run(callback.run_id).info.status == "FINISHED"
-    assert len(client.get_metric_history(callback.run_id, "acc_train __")) == 2
+    assert len(client.get_metric_history(callback.run_id, "acc_train ___")) == 2
 
 
 def test_load_model_rejects_missing_store(tmp_path):

@@ -203,9 +203,19 @@ def upload_kept_model(
     import mlflow
 
     from keras_mlflow_savedmodel.errors import InvalidArgumentError
-    from keras_mlflow_savedmodel.store import resolve_tracking_store
+    from keras_mlflow_savedmodel.store import (
+        open_tracking_store,
+        require_existing_store,
+        resolve_tracking_store,
+    )
 
     folder = os.path.abspath(os.path.expanduser(folder))
+    if not os.path.isdir(folder):
+        raise InvalidArgumentError(
+            "folder",
+            folder,
+            f"The folder {folder!r} does not exist. Pass the folder that the error or log message named.",
+        )
     if not os.path.isfile(os.path.join(folder, "saved_model.pb")):
         raise InvalidArgumentError(
             "folder",
@@ -224,6 +234,10 @@ def upload_kept_model(
         )
 
     store = resolve_tracking_store(given["tracking_uri"], source="tracking URI of the kept folder")
+    require_existing_store(store)
+    # For a server, one short request first, so that a server that is down fails in seconds
+    # instead of after MLflow's own retries of every upload attempt.
+    open_tracking_store(store)
     client = mlflow.MlflowClient(store.tracking_uri)
     upload_with_retries(client, given["run_id"], folder, given["artifact_path"], retries)
     shutil.rmtree(folder)

@@ -161,7 +161,7 @@ def _running_callback_list():
     """Return the Keras ``CallbackList`` whose ``on_train_begin`` is on the stack, or None.
 
     Keras creates one per ``fit`` call and passes it no identity of the fit, so the list is the
-    token that tells the callbacks of one fit apart from those of an earlier one. Only read.
+    token that separates the callbacks of one fit from those of an earlier one. Only read.
     """
     frame = sys._getframe(1)
     while frame is not None:

@@ -174,7 +174,8 @@ def _inputs_the_live_model_accepts(model, specs):
     """Return (tensors, live outputs, None) for the first built batch `model` accepts.
 
     When the live model rejects every length tried for the open dimensions, return
-    (None, None, description of the last error): such inputs say nothing about the SavedModel.
+    (None, None, description of the last error), because a comparison on such inputs
+    cannot show whether the SavedModel matches.
     """
     import tensorflow as tf
 

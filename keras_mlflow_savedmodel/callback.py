@@ -36,7 +36,7 @@ EXPERIMENT_NAME_ENV = "MLFLOW_EXPERIMENT_NAME"
 AUTOLOG_SAFE_ARTIFACT_PATH = "saved_model"
 
 # MLflow 3.17 copies mlflow.set_experiment() into MLFLOW_EXPERIMENT_ID, so after a callback has
-# activated its experiment the variable no longer tells what the user set. Values written that way
+# activated its experiment the variable no longer shows what the user set. Values written that way
 # are remembered here, by variable name, and not read back as the user's choice.
 _ENVIRONMENT_WRITTEN_BY_MLFLOW: dict = {}
 
@@ -415,7 +415,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             self._experiment_source if self._owns_run else "the active run",
             self._store.display_uri,
             self._store.source,
-            self._store.ui_command(),
+            self.ui_command,
         )
 
     def _log_model(self, artifact_path: str):

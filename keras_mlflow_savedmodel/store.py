@@ -122,7 +122,7 @@ def resolve_tracking_store(value: Optional[PathOrUri], source: str = "tracking_u
         source: Where `value` came from, quoted in error messages.
 
     Raises:
-        TrackingStoreError: The path names a file, or a folder that holds a legacy MLflow file
+        TrackingStoreError: The path names a file, or a folder that contains a legacy MLflow file
             store while ``MLFLOW_ALLOW_FILE_STORE`` is not ``true``.
     """
     if value is None:
@@ -230,7 +230,7 @@ def _file_instead_of_folder_message(given: str, source: str, path: str) -> str:
 
 
 def _holds_legacy_file_store(folder: str) -> bool:
-    """Return True when `folder` holds experiments of MLflow's file store (``<id>/meta.yaml``)."""
+    """Return True when `folder` contains experiments of MLflow's file store (``<id>/meta.yaml``)."""
     try:
         entries = list(os.scandir(folder))
     except (FileNotFoundError, NotADirectoryError):

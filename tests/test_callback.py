@@ -75,7 +75,7 @@ def test_load_model_predicts_like_trained_model(tmp_path):
     np.testing.assert_allclose(restored.predict(x), model.predict(x, verbose=0), atol=1e-5)
 
 
-def test_load_model_with_store_path_from_other_process_state(tmp_path):
+def test_load_model_with_store_path(tmp_path):
     store = tmp_path / "store"
     model = models.sequential_model()
     callback = SavedModelMLflowCallback(str(store))

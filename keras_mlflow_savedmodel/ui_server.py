@@ -2,7 +2,7 @@
 
 The child runs in a process group of its own, because MLflow 3 starts its uvicorn workers as
 further child processes. Stopping signals the whole group: SIGTERM, then SIGKILL after
-``STOP_TIMEOUT_SECONDS``. This module belongs to the command-line interface and prints to the
+``STOP_TIMEOUT_SECONDS``, or at once when a second Ctrl-C or SIGTERM arrives while it stops. This module belongs to the command-line interface and prints to the
 terminal.
 """
 
@@ -87,40 +87,85 @@ def check_port_free(host: str, port: int) -> None:
 def serve(store: TrackingStore, host: str, port: int, workers: int) -> int:
     """Run ``mlflow server`` on `store` until Ctrl-C or SIGTERM, and return the exit status.
 
+    The first Ctrl-C or SIGTERM stops the server gently and returns 0. A second one while it
+    stops kills the server's process group at once and returns 128 plus the signal number (130
+    for Ctrl-C). A server that exits by itself or never answers returns 1.
+
     Raises:
         InvalidArgumentError: The port is in use or the host cannot be listened on.
     """
     check_port_free(host, port)
     url = url_of(host, port)
-    process = _start(server_command(store, host, port, workers))
-    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    stop_signals = _StopSignals()
+    previous_handlers = stop_signals.install()
     try:
-        print(f"Starting the MLflow UI on {store.display_uri} (process {process.pid})...", flush=True)
-        if not _wait_until_ready(process, url):
-            if process.poll() is None:
-                print(f"error: the MLflow UI did not answer at {url} within {START_TIMEOUT_SECONDS} s.", file=sys.stderr)
-            else:
-                print(
-                    f"error: mlflow server exited with status {process.returncode} before answering "
-                    f"at {url}; its output is above.",
-                    file=sys.stderr,
-                )
-            return 1
-        print(f"MLflow UI: {url}  (Ctrl-C stops it)", flush=True)
-        status = process.wait()
-        print(f"error: mlflow server exited with status {status}; its output is above.", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("Stopping the MLflow UI...", flush=True)
-        return 0
+        process = _start(server_command(store, host, port, workers))
+        try:
+            status = _run_until_stopped(process, store, url, stop_signals)
+        finally:
+            forcing_signal = _stop(process, stop_signals)
     finally:
-        _stop(process)
-        signal.signal(signal.SIGTERM, previous_handler)
+        _StopSignals.restore(previous_handlers)
+    if forcing_signal is not None:
+        return 128 + int(forcing_signal)
+    return status
 
 
-def _interrupt(signum, frame):
-    # SIGTERM takes the same path as Ctrl-C, so that the child's process group is stopped too.
-    raise KeyboardInterrupt
+class _StopSignals:
+    """The SIGINT and SIGTERM signals received while the UI runs, in order of arrival.
+
+    The handler only records the signal and raises nothing, so a signal cannot cut the stop
+    sequence short halfway and skip the SIGKILL of the process group. The serving and stopping
+    loops poll `count` instead.
+    """
+
+    HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: list = []
+
+    @property
+    def count(self) -> int:
+        return len(self.received)
+
+    def install(self) -> dict:
+        """Install the recording handler and return the previous handlers."""
+        previous = {}
+        for signum in self.HANDLED:
+            previous[signum] = signal.signal(signum, self._record)
+        return previous
+
+    @staticmethod
+    def restore(previous: dict) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _record(self, signum, frame):
+        self.received.append(signal.Signals(signum))
+
+
+def _run_until_stopped(process: subprocess.Popen, store: TrackingStore, url: str, stop_signals: _StopSignals) -> int:
+    """Print the UI's URL once it responds, then wait for a stop signal. Return 0, or 1 on failure."""
+    print(f"Starting the MLflow UI on {store.display_uri} (process {process.pid})...", flush=True)
+    ready = _wait_until_ready(process, url, stop_signals)
+    if ready:
+        print(f"MLflow UI: {url}  (Ctrl-C stops it)", flush=True)
+        while process.poll() is None and not stop_signals.count:
+            time.sleep(_POLL_SECONDS)
+    if stop_signals.count:
+        print("Stopping the MLflow UI (Ctrl-C again kills it at once)...", flush=True)
+        return 0
+    if ready:
+        print(f"error: mlflow server exited with status {process.returncode}; its output is above.", file=sys.stderr)
+    elif process.poll() is None:
+        print(f"error: the MLflow UI did not answer at {url} within {START_TIMEOUT_SECONDS} s.", file=sys.stderr)
+    else:
+        print(
+            f"error: mlflow server exited with status {process.returncode} before answering "
+            f"at {url}; its output is above.",
+            file=sys.stderr,
+        )
+    return 1
 
 
 def _start(command: list) -> subprocess.Popen:
@@ -129,10 +174,10 @@ def _start(command: list) -> subprocess.Popen:
     return subprocess.Popen(command, start_new_session=True)
 
 
-def _wait_until_ready(process: subprocess.Popen, url: str) -> bool:
-    """Poll ``<url>/health``; return False when the process exits or the start timeout passes."""
+def _wait_until_ready(process: subprocess.Popen, url: str, stop_signals: _StopSignals) -> bool:
+    """Poll ``<url>/health``; return False on a stop signal, when the process exits, or at the start timeout."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop_signals.count:
         if process.poll() is not None:
             return False
         try:
@@ -145,26 +190,41 @@ def _wait_until_ready(process: subprocess.Popen, url: str) -> bool:
     return False
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the child's process group: SIGTERM, then SIGKILL for whatever is left."""
-    if os.name == "nt":
-        if process.poll() is None:
-            process.send_signal(signal.CTRL_BREAK_EVENT)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        process.wait()
-        return
+def _stop(process: subprocess.Popen, stop_signals: _StopSignals):
+    """Stop the child's process group: SIGTERM, then SIGKILL for whatever is left.
+
+    Returns the signal that cut the gentle stop short, or None when none arrived.
+    """
+    signals_before = stop_signals.count
     if process.poll() is None:
-        _signal_group(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            pass
+        _terminate_group(process)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while process.poll() is None and time.monotonic() < deadline and stop_signals.count == signals_before:
+            time.sleep(_POLL_SECONDS)
+    forcing_signal = None
+    if stop_signals.count > signals_before:
+        forcing_signal = stop_signals.received[signals_before]
+        print(f"{forcing_signal.name} received again: killing the MLflow UI now.", flush=True)
     # uvicorn workers may outlive the leader, so the group gets SIGKILL in any case.
-    _signal_group(process.pid, signal.SIGKILL)
+    _kill_group(process)
     process.wait()
+    return forcing_signal
+
+
+def _terminate_group(process: subprocess.Popen) -> None:
+    if os.name == "nt":
+        process.send_signal(signal.CTRL_BREAK_EVENT)
+    else:
+        _signal_group(process.pid, signal.SIGTERM)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    if os.name == "nt":
+        # NOTE: on Windows only the direct child is killed; its own children are not tracked.
+        if process.poll() is None:
+            process.kill()
+    else:
+        _signal_group(process.pid, signal.SIGKILL)
 
 
 def _signal_group(group_id: int, signum: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from keras_mlflow_savedmodel import SavedModelMLflowCallback
 from keras_mlflow_savedmodel.cli import EXIT_BAD_INPUT, PROG, main
 from keras_mlflow_savedmodel.runs_table import format_size
 from keras_mlflow_savedmodel.saving import folder_size
+from keras_mlflow_savedmodel.ui_server import STOP_TIMEOUT_SECONDS
 
 UI_START_TIMEOUT_SECONDS = 120
 
@@ -257,6 +259,15 @@ def process_group_gone(group_id):
     return False
 
 
+def wait_until_group_gone(group_id, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not process_group_gone(group_id):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def test_ui_serves_run_and_artifacts(trained, ui_process):
     _, callback = trained
     process, url, _ = ui_process
@@ -291,3 +302,29 @@ def test_ui_stops_on_signal(ui_process, signum):
     assert process_group_gone(process.pid)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/health", timeout=5)
+
+
+def test_ui_second_interrupt_kills_server(ui_process):
+    process, url, log_path = ui_process
+    server_group = int(re.search(r"\(process (\d+)\)", log_path.read_text()).group(1))
+    # A stopped server cannot act on SIGTERM, so the gentle stop hangs until the second Ctrl-C.
+    os.killpg(server_group, signal.SIGSTOP)
+    try:
+        os.kill(process.pid, signal.SIGINT)
+        wait_for_line(log_path, "Stopping the MLflow UI", process)
+        second_interrupt = time.monotonic()
+        os.kill(process.pid, signal.SIGINT)
+        status = process.wait(timeout=60)
+        seconds = time.monotonic() - second_interrupt
+        # Workers killed after their leader are reaped by init, which can take a moment.
+        server_stopped = wait_until_group_gone(server_group)
+    finally:
+        if not process_group_gone(server_group):
+            os.killpg(server_group, signal.SIGKILL)
+
+    log = log_path.read_text()
+    assert status == 128 + signal.SIGINT, log[-3000:]
+    assert "Traceback" not in log
+    assert "SIGINT received again" in log
+    assert seconds < STOP_TIMEOUT_SECONDS
+    assert server_stopped

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 
-from keras_mlflow_savedmodel import _compat, distributed, export_failure, upload
+from keras_mlflow_savedmodel import _compat, distributed, export_failure, local_artifacts, upload
 from keras_mlflow_savedmodel.disk_space import check_free_space
 from keras_mlflow_savedmodel.errors import ModelExportError, ModelLoggingError
 
@@ -60,9 +60,13 @@ def log_saved_model(
     tracking_uri: str = "",
     complete_folder=None,
 ) -> LoggedSavedModel:
-    """Write `model` as a SavedModel to a fresh temporary folder and log it under `artifact_path`.
+    """Write `model` as a SavedModel to a fresh staging folder and log it under `artifact_path`.
 
-    The free space of the temporary folder's disk is checked before writing. The temporary folder
+    The staging folder is created in `temp_dir` when it is given. Otherwise, when the run's
+    artifacts are in a local folder, it is created beside that folder, on the same disk, and the
+    finished SavedModel is renamed into the run instead of copied (see `local_artifacts`); for any
+    other store it is created in the system's temporary folder and the files are uploaded.
+    The free space of the staging folder's disk is checked before writing. The staging folder
     is removed after a successful upload, and also when writing fails or is interrupted. When the
     upload fails, or is interrupted, the SavedModel is moved to the first of `kept_roots` that can
     be written (see `upload.keep_saved_model`) so that the trained model is not lost.
@@ -71,13 +75,25 @@ def log_saved_model(
     instead (see `export_failure.keep_training_results`).
 
     Raises:
-        InsufficientSpaceError: The temporary folder's disk has too little free space.
+        InsufficientSpaceError: The staging folder's disk has too little free space.
         ModelExportError: Keras could not write the SavedModel.
         ModelLoggingError: The upload failed; the error names the kept folder.
     """
     started = time.perf_counter()
-    check_free_space(os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir(), model)
-    staging = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=temp_dir)
+    run_artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/")
+    artifact_folder = local_artifacts.local_artifact_folder(run_artifact_uri)
+    staging = None
+    if temp_dir is None and artifact_folder is not None:
+        staging = local_artifacts.make_staging_folder(artifact_folder)
+    if staging is None:
+        check_free_space(os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir(), model)
+        staging = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=temp_dir)
+    else:
+        try:
+            check_free_space(staging, model)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     saved_model_folder = os.path.join(staging, SAVED_MODEL_FOLDER)
     try:
         saved_format = _compat.write_saved_model(model, saved_model_folder)
@@ -99,7 +115,11 @@ def log_saved_model(
             raise
     size_bytes = folder_size(saved_model_folder)
     try:
-        upload.upload_with_retries(client, run_id, saved_model_folder, artifact_path, upload_retries)
+        moved = artifact_folder is not None and local_artifacts.move_into_artifacts(
+            saved_model_folder, artifact_folder, artifact_path
+        )
+        if not moved:
+            upload.upload_with_retries(client, run_id, saved_model_folder, artifact_path, upload_retries)
     except BaseException as error:
         reason = f"{type(error).__name__}: {error}"
         kept = upload.keep_saved_model(saved_model_folder, kept_roots, tracking_uri, run_id, artifact_path, reason)
@@ -116,6 +136,6 @@ def log_saved_model(
         raise ModelLoggingError(kept, run_id, artifact_path, message) from error
 
     shutil.rmtree(staging, ignore_errors=True)
-    artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + artifact_path
+    artifact_uri = run_artifact_uri + "/" + artifact_path
     seconds = time.perf_counter() - started
     return LoggedSavedModel(artifact_uri, size_bytes, seconds, saved_format, folder_report)

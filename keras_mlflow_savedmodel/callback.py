@@ -94,7 +94,8 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             or tuple of arrays, or a dict of arrays). The reload check runs on it, and it is
             stored in ``MLmodel`` when it is one array or a dict keyed by the input names.
             None checks inputs built from the serving signature instead.
-        save_keras_archive: Also log the native ``model.keras`` archive (Keras 3), so that
+        save_keras_archive: Also log the native Keras model (Keras 3) with its optimizer state, as
+            ``keras_model/``, the unzipped form of a ``.keras`` archive, so that
             ``load_model(model_uri, trainable=True)`` returns a model that trains further.
         on_verify_failure: What happens when the reloaded SavedModel does not reproduce the
             live model: ``"raise"`` raises `ModelVerificationError` and ends the run FAILED,

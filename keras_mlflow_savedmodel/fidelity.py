@@ -20,7 +20,7 @@ class FolderReport:
 
     Attributes:
         verification: Result of the reload check, or None when it was not run.
-        keras_archive_written: True when the ``.keras`` archive is in the folder.
+        keras_archive_written: True when the native Keras model is in the folder.
         custom_classes: The records written to ``custom_objects.json``.
         mlmodel_written: True when the ``MLmodel`` file is in the folder.
     """
@@ -62,7 +62,7 @@ def complete_saved_model_folder(
     archive = keras_archive.write_keras_archive(model, folder) if save_keras_archive else None
     extra_files = {"custom_objects": keras_archive.CUSTOM_OBJECTS_FILE}
     if archive is not None:
-        extra_files["keras_archive"] = keras_archive.KERAS_ARCHIVE_FILE
+        extra_files["keras_archive"] = archive
 
     try:
         mlflow_model.write_mlmodel(

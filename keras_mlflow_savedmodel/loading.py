@@ -98,7 +98,7 @@ def load_model(
             dst_path=download_root,
             tracking_uri=resolved_uri,
         )
-        if trainable and os.path.isfile(os.path.join(folder, keras_archive.KERAS_ARCHIVE_FILE)):
+        if trainable and keras_archive.find_keras_archive(folder) is not None:
             return keras_archive.load_keras_archive(folder, custom_objects)
         if os.path.isfile(os.path.join(folder, _compat.KERAS_METADATA_FILE)):
             keras_model = _compat.load_legacy_keras_model(folder, custom_objects)
@@ -106,8 +106,9 @@ def load_model(
                 return keras_model
         if trainable:
             raise KerasMlflowSavedModelError(
-                f"{model_uri!r} contains no {keras_archive.KERAS_ARCHIVE_FILE} archive, so it loads "
-                "for serving only. The archive is logged when the model's custom layers can be "
+                f"{model_uri!r} contains no native Keras model ({keras_archive.KERAS_FOLDER}/ or "
+                f"{keras_archive.KERAS_ARCHIVE_FILE}), so it loads for serving only. It is "
+                "logged when the model's custom layers can be "
                 "serialized (see the warning at train end) and save_keras_archive=True. Call "
                 "load_model without trainable=True to serve it."
             )

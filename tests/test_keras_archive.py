@@ -16,7 +16,7 @@ import pytest
 import fidelity_models
 import models
 from keras_mlflow_savedmodel import CustomObjectsError, KerasMlflowSavedModelError, SavedModelMLflowCallback, load_model
-from keras_mlflow_savedmodel.keras_archive import CUSTOM_OBJECTS_FILE, KERAS_ARCHIVE_FILE
+from keras_mlflow_savedmodel.keras_archive import CUSTOM_OBJECTS_FILE, KERAS_FOLDER
 
 
 def logged_folder(store, run_id):
@@ -87,8 +87,8 @@ def test_unserializable_layer_warns_and_logs_savedmodel(tmp_path):
 
     folder = logged_folder(tmp_path / "store", callback.run_id)
     assert os.path.isfile(os.path.join(folder, "saved_model.pb"))
-    assert not os.path.exists(os.path.join(folder, KERAS_ARCHIVE_FILE))
-    with pytest.raises(KerasMlflowSavedModelError, match="contains no model.keras archive"):
+    assert not os.path.exists(os.path.join(folder, KERAS_FOLDER))
+    with pytest.raises(KerasMlflowSavedModelError, match="contains no native Keras model"):
         load_model(callback.model_uri, trainable=True)
 
 
@@ -97,8 +97,52 @@ def test_archive_can_be_turned_off(tmp_path):
     callback = SavedModelMLflowCallback(str(tmp_path / "store"), save_keras_archive=False)
     model.fit(x, y, epochs=1, batch_size=8, callbacks=[callback], verbose=0)
 
-    assert not os.path.exists(os.path.join(logged_folder(tmp_path / "store", callback.run_id), KERAS_ARCHIVE_FILE))
+    assert not os.path.exists(os.path.join(logged_folder(tmp_path / "store", callback.run_id), KERAS_FOLDER))
 
+
+
+def plain_model():
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_trainable_load_resumes_optimizer_state(tmp_path):
+    model = plain_model()
+    x, y = models.make_data()
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    model.fit(x, y, epochs=3, batch_size=16, callbacks=[callback], verbose=0)
+
+    restored = load_model(callback.model_uri, trainable=True)
+    assert int(restored.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) == 12
+    for logged, live in zip(restored.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_allclose(np.asarray(logged), np.asarray(live), atol=0)
+
+
+def test_keras_folder_opens_with_keras_alone(tmp_path):
+    model = plain_model()
+    x, y = models.make_data()
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    model.fit(x, y, epochs=1, batch_size=16, callbacks=[callback], verbose=0)
+
+    folder = os.path.join(logged_folder(tmp_path / "store", callback.run_id), KERAS_FOLDER)
+    assert {"config.json", "metadata.json", "model.weights.h5"} <= set(os.listdir(folder))
+    restored = keras.saving.load_model(folder)
+    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_run_with_zipped_archive_still_loads_trainable(tmp_path):
+    # Runs logged by earlier versions, or on Keras before 3.5, hold model.keras instead of the folder.
+    model = plain_model()
+    x, y = models.make_data()
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"), save_keras_archive=False)
+    model.fit(x, y, epochs=1, batch_size=16, callbacks=[callback], verbose=0)
+    archive = tmp_path / "model.keras"
+    model.save(archive)
+    mlflow.MlflowClient(callback.tracking_uri).log_artifact(callback.run_id, str(archive), "model")
+
+    restored = load_model(callback.model_uri, trainable=True)
+    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 # Runs in a fresh process where fidelity_models cannot be imported: Power is defined again here,
 # unregistered, and handed over through custom_objects.

@@ -116,7 +116,7 @@ def test_flavor_names_keras_files(single_input):
     _, _, callback = single_input
 
     flavor = mlflow.models.get_model_info(callback.model_uri).flavors[FLAVOR_NAME]
-    assert flavor["keras_archive"] == "model.keras"
+    assert flavor["keras_archive"] == "keras_model"
     assert flavor["saved_format"] == "keras3-export"
 
 

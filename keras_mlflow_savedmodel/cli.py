@@ -15,7 +15,7 @@ from keras_mlflow_savedmodel.errors import KerasMlflowSavedModelError
 from keras_mlflow_savedmodel.remote import is_http_uri, redact_secrets
 from keras_mlflow_savedmodel.store import (
     TrackingStore,
-    open_tracking_store,
+    check_store_for_reading,
     require_existing_store,
     resolve_tracking_store,
 )
@@ -171,17 +171,15 @@ def _ui(store: TrackingStore, arguments) -> int:
             f"{STORE_SOURCE} {store.display_uri!r} is a tracking server, which serves the MLflow "
             f"UI itself: open {store.display_uri} in a browser."
         )
-    require_existing_store(store)
-    # The same opening step as the callback's, so the UI sees the store exactly as training does.
-    open_tracking_store(store)
+    # No lock and nothing created, so that a store the user cannot write opens too, for browsing.
+    check_store_for_reading(store)
     return ui_server.serve(store, arguments.host, arguments.port, arguments.workers)
 
 
 def _runs(store: TrackingStore, arguments) -> int:
     from keras_mlflow_savedmodel import runs_table
 
-    require_existing_store(store)
-    open_tracking_store(store)
+    check_store_for_reading(store)
     experiments = runs_table.choose_experiments(store, arguments.experiment)
     for index, experiment in enumerate(experiments):
         if index:

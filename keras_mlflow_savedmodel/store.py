@@ -271,6 +271,21 @@ def open_tracking_store(store: TrackingStore) -> None:
         _sql_store(store)
 
 
+def check_store_for_reading(store: TrackingStore) -> None:
+    """Check that an existing store can be read, without writing to it.
+
+    Unlike `open_tracking_store`, this takes no lock and creates nothing, so it works on a store
+    folder the user cannot write. An ``http(s)`` server gets the same short check.
+
+    Raises:
+        TrackingStoreError: The store does not exist.
+        TrackingServerError: The server cannot be reached in time or rejects the credentials.
+    """
+    require_existing_store(store)
+    if is_http_uri(store.tracking_uri):
+        check_server(store.tracking_uri, store.source)
+
+
 def require_existing_store(store: TrackingStore) -> None:
     """Raise unless a local store folder or SQLite file already exists; URIs of servers pass.
 

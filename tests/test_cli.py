@@ -17,6 +17,7 @@ import pytest
 
 import models
 import servers
+from permissions import make_read_only, without_file_permission_override
 from keras_mlflow_savedmodel import SavedModelMLflowCallback
 from keras_mlflow_savedmodel.cli import EXIT_BAD_INPUT, PROG, main
 from keras_mlflow_savedmodel.runs_table import format_size
@@ -121,6 +122,25 @@ def test_runs_marks_run_without_model(trained, capsys):
     row = next(line for line in out.splitlines() if line.startswith(run.info.run_id))
     assert status == 0
     assert row.rstrip().endswith("none")
+
+
+@pytest.mark.parametrize("command", ["where", "runs"])
+def test_read_only_store_is_readable(trained, tmp_path, command):
+    store, callback = trained
+    prefix = without_file_permission_override()
+    make_read_only(store)
+    result = subprocess.run(
+        [*prefix, sys.executable, "-m", "keras_mlflow_savedmodel", command, str(store)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""
+    expected = callback.run_id if command == "runs" else callback.tracking_uri
+    assert expected in result.stdout
 
 
 # bad input

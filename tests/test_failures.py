@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 
 import models
 import servers
+from permissions import without_file_permission_override
 from keras_mlflow_savedmodel import ModelLoggingError, SavedModelMLflowCallback, run_lifecycle
 from keras_mlflow_savedmodel.saving import TEMP_PREFIX
 from keras_mlflow_savedmodel.upload import KEPT_FOLDER_NAME
@@ -87,17 +87,6 @@ def run_script(mode, work_dir, prefix=()):
 def read_run_id(work_dir):
     with open(os.path.join(work_dir, "run.json")) as file:
         return json.load(file)["run_id"]
-
-
-def without_file_permission_override():
-    """Return a command prefix under which the permission bits of files apply, even for root."""
-    if os.geteuid() != 0:
-        return ()
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv, so a read-only folder cannot be made")
-    # Root ignores permission bits through these two capabilities; without them chmod applies.
-    return (setpriv, "--bounding-set", "-dac_override,-dac_read_search")
 
 
 def train_with_read_only_artifacts(work_dir):

@@ -143,15 +143,27 @@ def resolve_tracking_store(value: Optional[PathOrUri], source: str = "tracking_u
 def _check_scheme(uri: str, source: str) -> None:
     if uri in _BARE_URI_NAMES:
         return
-    scheme = uri.split(":", 1)[0].lower()
+    scheme, after_scheme = uri.split(":", 1)
+    scheme = scheme.lower()
     if scheme.split("+", 1)[0] in _BUILTIN_SCHEMES or scheme in _plugin_schemes():
         return
+    schemes = ", ".join(_BUILTIN_SCHEMES)
+    if after_scheme.startswith("//"):
+        fix = f"Use a store folder path, or a URI with one of the schemes {schemes}"
+    else:
+        # "mlflow-store:v2" is more likely a folder name than a URI. It is still not taken as a
+        # folder, because a URI of a tracking-store plugin that is not installed would then put
+        # the runs into a new local folder silently.
+        folder = os.path.abspath(uri)
+        fix = (
+            f"If it names a folder, write it as {'./' + uri!r} (the folder {folder!r}). Otherwise "
+            f"use a URI with one of the schemes {schemes}"
+        )
     raise TrackingStoreError(
         uri,
         source,
         f"{source} {redact_uri(uri)!r} has the URI scheme {scheme!r}, which no installed MLflow "
-        f"tracking store handles. Use a store folder path, or a URI with one of the schemes "
-        f"{', '.join(_BUILTIN_SCHEMES)}, or install the MLflow plugin that provides {scheme!r}.",
+        f"tracking store handles. {fix}, or install the MLflow plugin that provides {scheme!r}.",
     )
 
 

@@ -121,3 +121,23 @@ def test_legacy_file_store_allowed_by_environment(tmp_path, monkeypatch):
     assert not (tmp_path / "old" / TRACKING_DB_NAME).exists()
     run = mlflow.MlflowClient(callback.tracking_uri).get_run(callback.run_id)
     assert run.info.status == "FINISHED"
+
+
+def test_colon_folder_name_suggests_dot_slash(tmp_path):
+    with pytest.raises(TrackingStoreError) as raised:
+        SavedModelMLflowCallback("mlflow-store:v2")
+
+    message = str(raised.value)
+    assert "tracking_uri argument 'mlflow-store:v2'" in message
+    assert "write it as './mlflow-store:v2'" in message
+    assert str(tmp_path / "mlflow-store:v2") in message
+    assert not (tmp_path / "mlflow-store:v2").exists()
+
+
+def test_colon_folder_name_with_dot_slash_logs_model(tmp_path):
+    callback = train_with("./mlflow-store:v2", tmp_path)
+
+    store_folder = tmp_path / "mlflow-store:v2"
+    run = mlflow.MlflowClient(callback.tracking_uri).get_run(callback.run_id)
+    assert os.path.isfile(store_folder / TRACKING_DB_NAME)
+    assert os.path.isfile(store_folder / run.info.experiment_id / callback.run_id / "artifacts" / "model" / "saved_model.pb")

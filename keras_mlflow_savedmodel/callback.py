@@ -20,6 +20,7 @@ from keras_mlflow_savedmodel.saving import log_saved_model
 from keras_mlflow_savedmodel.remote import redact_uri
 from keras_mlflow_savedmodel.store import (
     PathOrUri,
+    check_experiment_id,
     get_or_create_experiment,
     open_tracking_store,
     resolve_tracking_store,
@@ -113,7 +114,8 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         verification: `VerificationResult` of the reload check of the last logged model.
 
     Raises:
-        InvalidArgumentError: An argument has a value that cannot be used.
+        InvalidArgumentError: An argument has a value that cannot be used, or the experiment
+            chosen by name or id (argument or environment variable) is missing or deleted.
         TrackingStoreError: The store cannot be used, or an active run lives in another store.
         ModelVerificationError: At train end, the reloaded SavedModel did not reproduce the
             live model and ``on_verify_failure="raise"``.
@@ -308,16 +310,19 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             return get_or_create_experiment(self._store, self._experiment_name), "experiment_name argument"
         environment_id = _user_environment(EXPERIMENT_ID_ENV)
         if environment_id:
-            return environment_id, f"environment variable {EXPERIMENT_ID_ENV}"
+            source = f"environment variable {EXPERIMENT_ID_ENV}"
+            check_experiment_id(self._store, environment_id, EXPERIMENT_ID_ENV, source)
+            return environment_id, source
         environment_name = _user_environment(EXPERIMENT_NAME_ENV)
         if environment_name:
-            experiment_id = get_or_create_experiment(self._store, environment_name)
-            return experiment_id, f"environment variable {EXPERIMENT_NAME_ENV}"
+            source = f"environment variable {EXPERIMENT_NAME_ENV}"
+            return get_or_create_experiment(self._store, environment_name, EXPERIMENT_NAME_ENV, source), source
         if same_store(mlflow.get_tracking_uri(), self._store.tracking_uri):
             current_id = _compat.current_experiment_id()
             if current_id is not None:
                 return current_id, "mlflow.set_experiment()"
-        return get_or_create_experiment(self._store, DEFAULT_EXPERIMENT_NAME), "MLflow's default"
+        source = "MLflow's default"
+        return get_or_create_experiment(self._store, DEFAULT_EXPERIMENT_NAME, "experiment_name", source), source
 
     def _activate_store(self):
         """Make the store MLflow's tracking URI, or raise if a run is active in another store."""

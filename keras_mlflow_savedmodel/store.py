@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from keras_mlflow_savedmodel import _compat
-from keras_mlflow_savedmodel.errors import TrackingStoreError
+from keras_mlflow_savedmodel.errors import InvalidArgumentError, TrackingStoreError
 from keras_mlflow_savedmodel.remote import check_server, is_http_uri, redact_uri
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 # Characters a URL parser reads as an escape, a query or a fragment.
 _URI_SPECIAL_CHARACTERS = "%?#"
+# How many experiments an error about an unknown experiment id lists.
+_LISTED_EXPERIMENTS = 10
 
 PathOrUri = Union[str, "os.PathLike[str]"]
 
@@ -417,13 +419,24 @@ def _root_logging_kept():
         root.setLevel(level)
 
 
-def get_or_create_experiment(store: TrackingStore, name: str) -> str:
-    """Return the id of experiment `name`, creating it inside the store folder when missing."""
+def get_or_create_experiment(
+    store: TrackingStore, name: str, argument: str = "experiment_name", source: str = "experiment_name argument"
+) -> str:
+    """Return the id of experiment `name`, creating it inside the store folder when missing.
+
+    Args:
+        argument: Name of the argument or environment variable that gave `name`, for errors.
+        source: Where `name` came from, quoted in errors.
+
+    Raises:
+        InvalidArgumentError: Experiment `name` exists but is deleted, so no run can start in it.
+    """
     import mlflow
 
     client = mlflow.MlflowClient(store.tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        _check_not_deleted(store, experiment, argument, source, name)
         return experiment.experiment_id
     if _is_local_sqlite(store):
         with _store_lock(store):
@@ -432,6 +445,64 @@ def get_or_create_experiment(store: TrackingStore, name: str) -> str:
                 return experiment.experiment_id
             return _sql_store(store).create_experiment(name)
     return _create_remote_experiment(client, name)
+
+
+def check_experiment_id(store: TrackingStore, experiment_id: str, argument: str, source: str) -> None:
+    """Raise unless `experiment_id` is the id of an experiment of `store` that is not deleted.
+
+    Raises:
+        InvalidArgumentError: No experiment has this id, or the experiment is deleted.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(store.tracking_uri)
+    try:
+        experiment = client.get_experiment(experiment_id)
+    except MlflowException as error:
+        # MLflow 3.17 raises RESOURCE_DOES_NOT_EXIST for an unknown id and INVALID_PARAMETER_VALUE
+        # for one that is not a whole number.
+        if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+        raise InvalidArgumentError(
+            argument,
+            experiment_id,
+            f"{source} {experiment_id!r} is not the id of an experiment of the store "
+            f"{store.display_uri} ({_listed_experiments(client)}). Unset {argument}, or set it to "
+            "one of these ids.",
+        ) from error
+    _check_not_deleted(store, experiment, argument, source, experiment_id)
+
+
+def _check_not_deleted(store: TrackingStore, experiment, argument: str, source: str, value: str) -> None:
+    if experiment.lifecycle_stage != "deleted":
+        return
+    restore_command = (
+        f"MLFLOW_TRACKING_URI={shlex.quote(store.display_uri)} mlflow experiments restore "
+        f"--experiment-id {experiment.experiment_id}"
+    )
+    if argument == "experiment_name":
+        other_choice = "pass another experiment_name"
+    else:
+        other_choice = f"unset {argument} or set it to another experiment"
+    raise InvalidArgumentError(
+        argument,
+        value,
+        f"{source} {value!r} names the experiment {experiment.name!r} (id "
+        f"{experiment.experiment_id}) of the store {store.display_uri}, which is deleted, and "
+        f"MLflow starts no runs in a deleted experiment. Restore it with: {restore_command}. Or "
+        f"{other_choice}.",
+    )
+
+
+def _listed_experiments(client) -> str:
+    experiments = client.search_experiments(max_results=_LISTED_EXPERIMENTS + 1)
+    if not experiments:
+        return "it has no experiments"
+    listed = ", ".join(f"{found.experiment_id!r} ({found.name})" for found in experiments[:_LISTED_EXPERIMENTS])
+    if len(experiments) > _LISTED_EXPERIMENTS:
+        listed += ", ..."
+    return f"its experiments: {listed}"
 
 
 def _create_remote_experiment(client, name: str) -> str:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import mlflow
 import pytest
 
 from keras_mlflow_savedmodel import InvalidArgumentError, SavedModelMLflowCallback
+from keras_mlflow_savedmodel.store import get_or_create_experiment, open_tracking_store, resolve_tracking_store
 
 BAD_ARGUMENTS = [
     ("tracking_uri", 123),
@@ -43,6 +49,76 @@ def test_bad_argument_names_itself(argument, value, tmp_path):
     assert raised.value.argument == argument
     assert repr(value) in str(raised.value)
     assert not store.exists()
+
+
+def make_store_with_deleted_experiment(folder, name="retired"):
+    """Create a store folder with the experiment `name`, deleted; return the store and its id."""
+    store = resolve_tracking_store(str(folder))
+    open_tracking_store(store)
+    experiment_id = get_or_create_experiment(store, name)
+    mlflow.MlflowClient(store.tracking_uri).delete_experiment(experiment_id)
+    return store, experiment_id
+
+
+def restore_command_of(message):
+    return message.split("Restore it with: ", 1)[1].split(". Or ", 1)[0]
+
+
+def test_unknown_environment_experiment_id_rejected(tmp_path, monkeypatch):
+    open_tracking_store(resolve_tracking_store(str(tmp_path / "store")))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "12345")
+    with pytest.raises(InvalidArgumentError) as raised:
+        SavedModelMLflowCallback(str(tmp_path / "store"))
+
+    message = str(raised.value)
+    assert raised.value.argument == "MLFLOW_EXPERIMENT_ID"
+    assert "environment variable MLFLOW_EXPERIMENT_ID '12345' is not the id of an experiment" in message
+    assert "'0' (Default)" in message
+    assert "Unset MLFLOW_EXPERIMENT_ID" in message
+
+
+def test_deleted_environment_experiment_id_rejected(tmp_path, monkeypatch):
+    _, experiment_id = make_store_with_deleted_experiment(tmp_path / "store")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment_id)
+    with pytest.raises(InvalidArgumentError) as raised:
+        SavedModelMLflowCallback(str(tmp_path / "store"))
+
+    message = str(raised.value)
+    assert raised.value.argument == "MLFLOW_EXPERIMENT_ID"
+    assert f"environment variable MLFLOW_EXPERIMENT_ID {experiment_id!r} names the experiment 'retired'" in message
+    assert f"mlflow experiments restore --experiment-id {experiment_id}" in message
+    assert "unset MLFLOW_EXPERIMENT_ID" in message
+
+
+def test_deleted_experiment_name_rejected(tmp_path):
+    _, experiment_id = make_store_with_deleted_experiment(tmp_path / "store")
+    with pytest.raises(InvalidArgumentError) as raised:
+        SavedModelMLflowCallback(str(tmp_path / "store"), experiment_name="retired")
+
+    message = str(raised.value)
+    assert raised.value.argument == "experiment_name"
+    assert "experiment_name argument 'retired' names the experiment 'retired'" in message
+    assert "which is deleted" in message
+    assert f"mlflow experiments restore --experiment-id {experiment_id}" in message
+    assert "pass another experiment_name" in message
+
+
+def test_deleted_experiment_restore_command_works(tmp_path):
+    make_store_with_deleted_experiment(tmp_path / "store")
+    with pytest.raises(InvalidArgumentError) as raised:
+        SavedModelMLflowCallback(str(tmp_path / "store"), experiment_name="retired")
+    environment = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    restored = subprocess.run(
+        ["bash", "-c", restore_command_of(str(raised.value))],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert restored.returncode == 0, restored.stderr[-3000:]
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"), experiment_name="retired")
+    assert mlflow.MlflowClient(callback.tracking_uri).get_experiment_by_name("retired").lifecycle_stage == "active"
 
 
 def test_positional_arguments_after_tracking_uri_rejected(tmp_path):

@@ -206,6 +206,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         self._logs_training = False
         self._used_artifact_path = self._artifact_path
         self._metrics_writer: Optional[training_params.EpochMetricsWriter] = None
+        self._folder_report = None
 
     @property
     def artifact_path(self) -> str:
@@ -266,6 +267,8 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         try:
             logged = self._log_model(self._used_artifact_path)
         except (ModelExportError, ModelLoggingError) as error:
+            if isinstance(error, ModelLoggingError):
+                self._record_status_after_upload(error.kept_folder)
             self._end_owned_run("FAILED")
             if self._on_log_error == "raise":
                 raise
@@ -426,6 +429,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
 
     def _log_model(self, artifact_path: str):
         kept_roots = upload.kept_roots(self._kept_dir, self._store.local_folder)
+        self._folder_report = None
         return log_saved_model(
             self.model,
             self._client(),
@@ -435,8 +439,27 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             upload_retries=self._upload_retries,
             kept_roots=kept_roots,
             tracking_uri=self._store.tracking_uri,
-            complete_folder=functools.partial(fidelity.complete_folder, self, artifact_path),
+            complete_folder=functools.partial(self._complete_folder, artifact_path),
         )
+
+    def _complete_folder(self, artifact_path: str, folder: str, saved_format: str):
+        # Kept so that a failed upload can still tell whether the reload check failed too.
+        self._folder_report = fidelity.complete_folder(self, artifact_path, folder, saved_format)
+        return self._folder_report
+
+    def _record_status_after_upload(self, kept_folder: str):
+        """Record beside the kept SavedModel that the failed upload is the only reason this run fails.
+
+        ``keras-mlflow-savedmodel upload`` then sets the run to FINISHED once it has logged the model.
+        Nothing is recorded for a run the callback did not start, or when the reload check failed
+        with ``on_verify_failure="raise"``, because the run would have failed without the upload.
+        """
+        if self._owned_run is None:
+            return
+        result = self._folder_report.verification if self._folder_report is not None else None
+        if result is not None and not (result.passed or result.skipped) and self._on_verify_failure == "raise":
+            return
+        upload.record_status_after_upload(kept_folder, "FINISHED")
 
     def _log_partial_model_now(self):
         """Log the model as it is during an interrupted fit, and tag the run to mark it partial."""

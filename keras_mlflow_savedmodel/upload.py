@@ -10,6 +10,7 @@ a local store folder, and ``$XDG_DATA_HOME/keras-mlflow-savedmodel/kept-models``
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -23,6 +24,14 @@ logger = logging.getLogger(__name__)
 KEPT_FOLDER_NAME = "kept-models"
 KEPT_INFO_SUFFIX = ".kept-model.json"
 DEFAULT_UPLOAD_RETRIES = 3
+# Key of the kept record that contains the status the run gets once the kept SavedModel is uploaded.
+# Only the callback writes it, for a run it started and ended FAILED because this upload failed.
+STATUS_AFTER_UPLOAD_KEY = "run_status_after_upload"
+# The statuses `record_status_after_upload` may record.
+_STATUSES_AFTER_UPLOAD = ("FINISHED",)
+# Statuses a run can have only because its SavedModel could not be logged: FAILED when the
+# callback ended it, RUNNING when the store was unreachable and the run could not be ended.
+_STATUSES_OF_FAILED_UPLOAD = ("FAILED", "RUNNING")
 # Seconds before the first retry; every further retry waits twice as long (2, 4, 8 s by default).
 RETRY_BACKOFF_SECONDS = 2.0
 
@@ -155,6 +164,29 @@ def _write_kept_info(folder: str, tracking_uri: str, run_id: str, artifact_path:
         logger.warning("Cannot write %r: %s", kept_info_path(folder), error)
 
 
+def record_status_after_upload(folder: str, status: str) -> None:
+    """Add to the record beside the kept SavedModel `folder` the status its run gets after upload.
+
+    A record that cannot be read or written is logged at WARNING. The upload command then leaves
+    the run's status as it is.
+    """
+    info_path = kept_info_path(folder)
+    try:
+        with open(info_path, encoding="utf-8") as file:
+            info = json.load(file)
+        info[STATUS_AFTER_UPLOAD_KEY] = status
+        with open(info_path, "w", encoding="utf-8") as file:
+            json.dump(info, file, indent=2)
+    except (OSError, json.JSONDecodeError) as error:
+        logger.warning(
+            "Cannot record in %r that the run is to be %s after upload (%s), so "
+            "'keras-mlflow-savedmodel upload' will leave the run's status as it is.",
+            info_path,
+            status,
+            error,
+        )
+
+
 def read_kept_info(folder: str) -> dict:
     """Return the tracking URI, run id and artifact path recorded beside a kept SavedModel.
 
@@ -176,6 +208,23 @@ def read_kept_info(folder: str) -> dict:
         ) from error
 
 
+@dataclasses.dataclass(frozen=True)
+class UploadedKeptModel:
+    """Result of `upload_kept_model`.
+
+    Attributes:
+        artifact_uri: Artifact URI of the uploaded SavedModel.
+        run_id: The run it was logged into.
+        run_status: Status of the run after the upload.
+        previous_run_status: Status of the run before the upload.
+    """
+
+    artifact_uri: str
+    run_id: str
+    run_status: str
+    previous_run_status: str
+
+
 def upload_kept_model(
     folder: str,
     *,
@@ -183,8 +232,12 @@ def upload_kept_model(
     run_id: Optional[str] = None,
     artifact_path: Optional[str] = None,
     retries: int = DEFAULT_UPLOAD_RETRIES,
-) -> str:
+) -> UploadedKeptModel:
     """Log a kept SavedModel folder into its run, then delete the folder.
+
+    The run is set to FINISHED, keeping its end time, when its status is FAILED or RUNNING and
+    the record beside the folder shows that the callback ended it FAILED only because this upload
+    failed (see `record_status_after_upload`). Any other run keeps its status.
 
     Args:
         folder: A folder named by a ``ModelLoggingError`` or its log message.
@@ -192,9 +245,6 @@ def upload_kept_model(
         run_id: Run to log into; None uses the recorded run.
         artifact_path: Artifact path in the run; None uses the recorded one.
         retries: Retries of transient upload errors.
-
-    Returns:
-        The artifact URI of the uploaded SavedModel.
 
     Raises:
         InvalidArgumentError: `folder` is not a kept SavedModel folder, or it records no run and
@@ -224,7 +274,8 @@ def upload_kept_model(
             "folder that the error or log message named.",
         )
     given = {"tracking_uri": tracking_uri, "run_id": run_id, "artifact_path": artifact_path}
-    if any(value is None for value in given.values()):
+    recorded = {}
+    if any(value is None for value in given.values()) or os.path.isfile(kept_info_path(folder)):
         recorded = read_kept_info(folder)
         given = {key: value if value is not None else recorded.get(key) for key, value in given.items()}
     missing = [key for key, value in given.items() if not value]
@@ -243,9 +294,25 @@ def upload_kept_model(
     shutil.rmtree(folder)
     if os.path.exists(kept_info_path(folder)):
         os.remove(kept_info_path(folder))
-    artifact_uri = client.get_run(given["run_id"]).info.artifact_uri.rstrip("/") + "/" + given["artifact_path"]
+    run = client.get_run(given["run_id"])
+    artifact_uri = run.info.artifact_uri.rstrip("/") + "/" + given["artifact_path"]
     logger.info("Uploaded the kept SavedModel %r to %s and deleted the local copy.", folder, artifact_uri)
-    return artifact_uri
+
+    status_after_upload = None
+    if recorded.get("run_id") == given["run_id"]:
+        status_after_upload = recorded.get(STATUS_AFTER_UPLOAD_KEY)
+    previous_status = run.info.status
+    if status_after_upload not in _STATUSES_AFTER_UPLOAD or previous_status not in _STATUSES_OF_FAILED_UPLOAD:
+        return UploadedKeptModel(artifact_uri, run.info.run_id, previous_status, previous_status)
+    # The end time stays the end of training. A run that could not be ended gets the present time.
+    client.set_terminated(run.info.run_id, status_after_upload, end_time=run.info.end_time or None)
+    logger.info(
+        "Set run %s to %s (was %s): the failed upload was its only failure.",
+        run.info.run_id,
+        status_after_upload,
+        previous_status,
+    )
+    return UploadedKeptModel(artifact_uri, run.info.run_id, status_after_upload, previous_status)
 
 
 def kept_roots(kept_dir, store_folder: Optional[str]) -> list:
@@ -278,12 +345,25 @@ def add_cli_command(commands) -> None:
 
 
 def run_cli_command(arguments) -> int:
-    """Run the ``upload`` command, print the artifact URI and return the exit status 0."""
-    artifact_uri = upload_kept_model(
+    """Run the ``upload`` command, print the artifact URI and the run's status, and return 0."""
+    uploaded = upload_kept_model(
         arguments.folder,
         tracking_uri=arguments.tracking_uri,
         run_id=arguments.run_id,
         artifact_path=arguments.artifact_path,
     )
-    print(f"uploaded to:    {artifact_uri}")
+    print(f"uploaded to:    {uploaded.artifact_uri}")
+    print(f"run status:     {describe_run_status(uploaded)}")
     return 0
+
+
+def describe_run_status(uploaded: UploadedKeptModel) -> str:
+    """Return the run's status after the upload, and why it changed or stayed."""
+    if uploaded.run_status != uploaded.previous_run_status:
+        return f"{uploaded.run_status} (was {uploaded.previous_run_status} only because the upload had failed)"
+    if uploaded.run_status in _STATUSES_OF_FAILED_UPLOAD:
+        return (
+            f"{uploaded.run_status} (unchanged: the record beside the kept folder does not show "
+            "that the failed upload was the run's only failure)"
+        )
+    return uploaded.run_status

@@ -6,6 +6,8 @@ Modes:
         epoch and trains until the test sends SIGTERM.
     read-only: the experiment's artifact folder is made read-only before fit; writes
         ``result.json`` with the error and ``predictions.npz`` with the model's outputs.
+    read-only-own-run: as read-only, but fit runs in the script's own run with
+        ``on_log_error="warn"``, and the script then fails that run with an error of its own.
 Each mode writes ``run.json`` with the run id as soon as training begins.
 """
 
@@ -26,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import models  # noqa: E402
 from keras_mlflow_savedmodel import ModelLoggingError, SavedModelMLflowCallback  # noqa: E402
+from keras_mlflow_savedmodel.upload import KEPT_FOLDER_NAME  # noqa: E402
 
 STORE_FOLDER = "store"
 TEMP_FOLDER = "tmp"
@@ -61,9 +64,13 @@ def main(mode: str, work_dir: str) -> None:
     temp_dir = os.path.join(work_dir, TEMP_FOLDER)
     os.makedirs(temp_dir, exist_ok=True)
     callback = SavedModelMLflowCallback(
-        store, temp_dir=temp_dir, upload_retries=0, log_partial_model=(mode == "sigterm")
+        store,
+        temp_dir=temp_dir,
+        upload_retries=0,
+        log_partial_model=(mode == "sigterm"),
+        on_log_error="warn" if mode == "read-only-own-run" else "raise",
     )
-    if mode == "read-only":
+    if mode.startswith("read-only"):
         import mlflow
 
         experiment_id = mlflow.get_experiment_by_name("Default").experiment_id
@@ -75,18 +82,39 @@ def main(mode: str, work_dir: str) -> None:
     x, y = models.make_data()
     epochs = 10_000 if mode == "sigterm" else 2
     scenario = Scenario(mode, work_dir, callback)
-    if mode != "read-only":
+    if mode == "read-only-own-run":
+        result = fit_in_own_failing_run(model, x, y, callback, scenario, store)
+    elif mode == "read-only":
+        try:
+            model.fit(x, y, epochs=epochs, batch_size=16, callbacks=[callback, scenario], verbose=0)
+        except ModelLoggingError as error:
+            result = {"kept_folder": error.kept_folder, "run_id": error.run_id, "message": str(error)}
+        else:
+            result = {"kept_folder": None}
+    else:
         model.fit(x, y, epochs=epochs, batch_size=16, callbacks=[callback, scenario], verbose=0)
         return
-    try:
-        model.fit(x, y, epochs=epochs, batch_size=16, callbacks=[callback, scenario], verbose=0)
-    except ModelLoggingError as error:
-        result = {"kept_folder": error.kept_folder, "run_id": error.run_id, "message": str(error)}
-    else:
-        result = {"kept_folder": None}
     with open(os.path.join(work_dir, "result.json"), "w") as file:
         json.dump(result, file)
     np.savez(os.path.join(work_dir, "predictions.npz"), x=x, predictions=model.predict(x, verbose=0))
+
+
+def fit_in_own_failing_run(model, x, y, callback, scenario, store):
+    """Fit inside the script's own run, then fail that run with an error after training."""
+    import warnings
+
+    import mlflow
+
+    try:
+        with mlflow.start_run() as run:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                model.fit(x, y, epochs=2, batch_size=16, callbacks=[callback, scenario], verbose=0)
+            raise ValueError("evaluation after training failed")
+    except ValueError:
+        pass
+    kept_folder = os.path.join(store, KEPT_FOLDER_NAME, run.info.run_id, "model")
+    return {"kept_folder": kept_folder, "run_id": run.info.run_id}
 
 
 if __name__ == "__main__":

@@ -89,8 +89,8 @@ def read_run_id(work_dir):
         return json.load(file)["run_id"]
 
 
-def train_with_read_only_artifacts(work_dir):
-    result = run_script("read-only", work_dir, without_file_permission_override())
+def train_with_read_only_artifacts(work_dir, mode="read-only"):
+    result = run_script(mode, work_dir, without_file_permission_override())
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(work_dir, "result.json")) as file:
         return json.load(file), result.stderr
@@ -247,6 +247,47 @@ def test_upload_command_logs_kept_model(tmp_path):
     saved = np.load(tmp_path / "predictions.npz")
     outputs = predict_in_fresh_process(run_artifacts(store, result["run_id"]), saved["x"], tmp_path)
     np.testing.assert_allclose(outputs, saved["predictions"], atol=1e-5)
+
+
+def upload_kept_folder(work_dir, kept_folder):
+    """Make the store writable again and run the upload command on `kept_folder`."""
+    for folder in (work_dir / "store").iterdir():
+        if folder.is_dir():
+            folder.chmod(0o755)
+    return subprocess.run(
+        [sys.executable, "-m", "keras_mlflow_savedmodel", "upload", kept_folder],
+        cwd=work_dir,
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT_SECONDS,
+    )
+
+
+def test_upload_command_finishes_failed_run(tmp_path):
+    result, _ = train_with_read_only_artifacts(tmp_path)
+    tracking_uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    failed_run = mlflow.MlflowClient(tracking_uri).get_run(result["run_id"])
+
+    upload = upload_kept_folder(tmp_path, result["kept_folder"])
+
+    assert upload.returncode == 0, upload.stderr[-3000:]
+    assert "run status:     FINISHED (was FAILED only because the upload had failed)" in upload.stdout
+    assert failed_run.info.status == "FAILED"
+    run = mlflow.MlflowClient(tracking_uri).get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.info.end_time == failed_run.info.end_time
+
+
+def test_upload_command_keeps_other_failure(tmp_path):
+    result, _ = train_with_read_only_artifacts(tmp_path, mode="read-only-own-run")
+    tracking_uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+
+    upload = upload_kept_folder(tmp_path, result["kept_folder"])
+
+    assert upload.returncode == 0, upload.stderr[-3000:]
+    assert "run status:     FAILED (unchanged" in upload.stdout
+    assert run_status(tracking_uri, result["run_id"]) == "FAILED"
+    assert os.path.isfile(os.path.join(run_artifacts(tmp_path / "store", result["run_id"]), "saved_model.pb"))
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import importlib
 
 from keras_mlflow_savedmodel.errors import (
     CustomObjectsError,
+    InsufficientSpaceError,
     InvalidArgumentError,
     KerasMlflowSavedModelError,
     LayerExportError,
@@ -30,6 +31,7 @@ _LAZY_ATTRIBUTES = {
 
 __all__ = [
     "CustomObjectsError",
+    "InsufficientSpaceError",
     "InvalidArgumentError",
     "KerasMlflowSavedModelError",
     "LayerExportError",

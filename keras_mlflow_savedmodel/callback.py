@@ -440,6 +440,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             kept_roots=kept_roots,
             tracking_uri=self._store.tracking_uri,
             complete_folder=functools.partial(self._complete_folder, artifact_path),
+            with_keras_model=self._save_keras_archive,
         )
 
     def _complete_folder(self, artifact_path: str, folder: str, saved_format: str):

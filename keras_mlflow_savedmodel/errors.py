@@ -89,11 +89,11 @@ class ModelLoggingError(KerasMlflowSavedModelError):
 
 
 class InsufficientSpaceError(ModelExportError):
-    """The folder for the temporary SavedModel has less free space than the SavedModel needs.
+    """The folder the SavedModel is written to has less free space than the files need.
 
     Attributes:
         folder: The folder that was checked.
-        required_bytes: Estimated size of the SavedModel.
+        required_bytes: Estimated size of the files to write.
         free_bytes: Free space in `folder` when it was checked.
     """
 

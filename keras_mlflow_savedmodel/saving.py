@@ -59,6 +59,7 @@ def log_saved_model(
     kept_roots=(),
     tracking_uri: str = "",
     complete_folder=None,
+    with_keras_model: bool = False,
 ) -> LoggedSavedModel:
     """Write `model` as a SavedModel to a fresh staging folder and log it under `artifact_path`.
 
@@ -71,8 +72,9 @@ def log_saved_model(
     upload fails, or is interrupted, the SavedModel is moved to the first of `kept_roots` that can
     be written (see `upload.keep_saved_model`) so that the trained model is not lost.
     `complete_folder(folder, saved_format)`, when given, runs between writing and uploading;
-    what it returns is kept as ``folder_report``. When writing fails, the weights are logged
-    instead (see `export_failure.keep_training_results`).
+    what it returns is kept as ``folder_report``; `with_keras_model` says that it adds the native
+    Keras model, which the free-space check then counts. When writing fails, the weights are
+    logged instead (see `export_failure.keep_training_results`).
 
     Raises:
         InsufficientSpaceError: The staging folder's disk has too little free space.
@@ -86,11 +88,18 @@ def log_saved_model(
     if temp_dir is None and artifact_folder is not None:
         staging = local_artifacts.make_staging_folder(artifact_folder)
     if staging is None:
-        check_free_space(os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir(), model)
+        staging_parent = os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir()
+        check_free_space(staging_parent, model, with_keras_model=with_keras_model)
         staging = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=temp_dir)
     else:
         try:
-            check_free_space(staging, model)
+            # The model stays on this disk after logging, so another temp_dir would not help.
+            check_free_space(
+                staging,
+                model,
+                with_keras_model=with_keras_model,
+                fix="Free space on the store's disk, pass save_keras_archive=False to write less",
+            )
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

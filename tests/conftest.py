@@ -18,8 +18,13 @@ def isolated_mlflow(tmp_path, monkeypatch):
     """Run each test in `tmp_path` with no MLflow environment, run or autologging left over."""
     import mlflow
 
+    from keras_mlflow_savedmodel import callback
+
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
         monkeypatch.delenv(name, raising=False)
+    # The values MLflow wrote into these variables for an earlier test's callback are gone, so
+    # the callback must not remember them: a test that sets the same value sets it as the user.
+    monkeypatch.setattr(callback, "_ENVIRONMENT_WRITTEN_BY_MLFLOW", {})
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(None)
     yield

@@ -35,6 +35,22 @@ def local_artifact_folder(artifact_uri: str) -> Optional[str]:
     return None
 
 
+def find_local_artifact_folder(client, run_id: str, tracking_uri: str) -> Optional[str]:
+    """Return the local artifact folder of run `run_id`, or None when it is not local or not known.
+
+    A tracking server is not asked: its artifacts are uploaded in any case, and a server that is
+    down would hold up writing the model by MLflow's retries. A store that cannot be read
+    returns None too, so that the model is still written and then kept if the upload fails.
+    """
+    if urlparse(tracking_uri).scheme in ("http", "https", "databricks"):
+        return None
+    try:
+        return local_artifact_folder(client.get_run(run_id).info.artifact_uri)
+    except Exception as error:  # noqa: BLE001 - the upload after writing retries and keeps the model
+        logger.debug("Cannot read the artifact location of run %s (%s).", run_id, error)
+        return None
+
+
 def make_staging_folder(artifact_folder: str) -> Optional[str]:
     """Create a staging folder beside `artifact_folder` and return it, or None when that fails.
 

@@ -82,8 +82,7 @@ def log_saved_model(
         ModelLoggingError: The upload failed; the error names the kept folder.
     """
     started = time.perf_counter()
-    run_artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/")
-    artifact_folder = local_artifacts.local_artifact_folder(run_artifact_uri)
+    artifact_folder = local_artifacts.find_local_artifact_folder(client, run_id, tracking_uri)
     staging = None
     if temp_dir is None and artifact_folder is not None:
         staging = local_artifacts.make_staging_folder(artifact_folder)
@@ -145,6 +144,6 @@ def log_saved_model(
         raise ModelLoggingError(kept, run_id, artifact_path, message) from error
 
     shutil.rmtree(staging, ignore_errors=True)
-    artifact_uri = run_artifact_uri + "/" + artifact_path
+    artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + artifact_path
     seconds = time.perf_counter() - started
     return LoggedSavedModel(artifact_uri, size_bytes, seconds, saved_format, folder_report)

@@ -9,7 +9,7 @@ import warnings
 from typing import Optional
 
 from keras_mlflow_savedmodel import _checks, _compat, distributed, run_lifecycle, training_params, upload
-from keras_mlflow_savedmodel import early_stopping, fidelity
+from keras_mlflow_savedmodel import early_stopping, fidelity, mlflow_model
 from keras_mlflow_savedmodel.errors import (
     ModelExportError,
     ModelLoggingError,
@@ -207,6 +207,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         self._used_artifact_path = self._artifact_path
         self._metrics_writer: Optional[training_params.EpochMetricsWriter] = None
         self._folder_report = None
+        self._run_artifact_uri: Optional[str] = None
 
     @property
     def artifact_path(self) -> str:
@@ -233,7 +234,9 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         if not self._chief:
             return
         self._activate_store()
+        mlflow_model.import_mlmodel_modules()
         run = self._choose_run()
+        self._run_artifact_uri = run.info.artifact_uri
         autolog_flavors = _compat.autologging_flavors_enabled()
         self._logs_training = not autolog_flavors
         self._used_artifact_path = self._pick_artifact_path(autolog_flavors)
@@ -441,6 +444,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             tracking_uri=self._store.tracking_uri,
             complete_folder=functools.partial(self._complete_folder, artifact_path),
             with_keras_model=self._save_keras_archive,
+            run_artifact_uri=self._run_artifact_uri,
         )
 
     def _complete_folder(self, artifact_path: str, folder: str, saved_format: str):

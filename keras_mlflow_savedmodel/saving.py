@@ -9,6 +9,7 @@ import shlex
 import shutil
 import tempfile
 import time
+from typing import Optional
 
 from keras_mlflow_savedmodel import _compat, distributed, export_failure, local_artifacts, upload
 from keras_mlflow_savedmodel.disk_space import check_free_space
@@ -60,6 +61,7 @@ def log_saved_model(
     tracking_uri: str = "",
     complete_folder=None,
     with_keras_model: bool = False,
+    run_artifact_uri: Optional[str] = None,
 ) -> LoggedSavedModel:
     """Write `model` as a SavedModel to a fresh staging folder and log it under `artifact_path`.
 
@@ -73,8 +75,9 @@ def log_saved_model(
     be written (see `upload.keep_saved_model`) so that the trained model is not lost.
     `complete_folder(folder, saved_format)`, when given, runs between writing and uploading;
     what it returns is kept as ``folder_report``; `with_keras_model` says that it adds the native
-    Keras model, which the free-space check then counts. When writing fails, the weights are
-    logged instead (see `export_failure.keep_training_results`).
+    Keras model, which the free-space check then counts. `run_artifact_uri`, when the caller
+    knows it, saves asking the store for it. When writing fails, the weights are logged instead
+    (see `export_failure.keep_training_results`).
 
     Raises:
         InsufficientSpaceError: The staging folder's disk has too little free space.
@@ -82,7 +85,10 @@ def log_saved_model(
         ModelLoggingError: The upload failed; the error names the kept folder.
     """
     started = time.perf_counter()
-    artifact_folder = local_artifacts.find_local_artifact_folder(client, run_id, tracking_uri)
+    if run_artifact_uri is not None:
+        artifact_folder = local_artifacts.local_artifact_folder(run_artifact_uri)
+    else:
+        artifact_folder = local_artifacts.find_local_artifact_folder(client, run_id, tracking_uri)
     staging = None
     if temp_dir is None and artifact_folder is not None:
         staging = local_artifacts.make_staging_folder(artifact_folder)
@@ -144,6 +150,8 @@ def log_saved_model(
         raise ModelLoggingError(kept, run_id, artifact_path, message) from error
 
     shutil.rmtree(staging, ignore_errors=True)
-    artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + artifact_path
+    if run_artifact_uri is None:
+        run_artifact_uri = client.get_run(run_id).info.artifact_uri
+    artifact_uri = run_artifact_uri.rstrip("/") + "/" + artifact_path
     seconds = time.perf_counter() - started
     return LoggedSavedModel(artifact_uri, size_bytes, seconds, saved_format, folder_report)

@@ -74,8 +74,8 @@ def log_saved_model(
     upload fails, or is interrupted, the SavedModel is moved to the first of `kept_roots` that can
     be written (see `upload.keep_saved_model`) so that the trained model is not lost.
     `complete_folder(folder, saved_format)`, when given, runs between writing and uploading;
-    what it returns is kept as ``folder_report``; `with_keras_model` says that it adds the native
-    Keras model, which the free-space check then counts. `run_artifact_uri`, when the caller
+    what it returns is kept as ``folder_report``. `with_keras_model` is True when it adds the
+    native Keras model, which the free-space check then counts. `run_artifact_uri`, when the caller
     knows it, saves asking the store for it. When writing fails, the weights are logged instead
     (see `export_failure.keep_training_results`).
 

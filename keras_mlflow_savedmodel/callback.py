@@ -54,7 +54,8 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
     block, or the run ``mlflow.autolog()`` opened for this ``fit``) and never ends it. Otherwise it
     starts a run and ends it at train end. Unless MLflow autologging is on for Keras, it logs the
     basic training params and every epoch's metrics with ``step=epoch``. At train end it writes the
-    SavedModel to a temporary folder, logs it under `artifact_path` and removes the folder.
+    SavedModel to a staging folder, logs it under `artifact_path` and removes the folder. For a
+    local store the staging folder is beside the run's artifacts and the model is moved in.
 
     A run the callback started ends FAILED when ``fit`` raises, and KILLED on KeyboardInterrupt
     or SIGTERM: exactly in the context-manager form (``with SavedModelMLflowCallback(...) as cb:``),
@@ -77,8 +78,11 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         tags: Tags set on the run at train begin.
         log_params: Log epochs, batch size, optimizer, learning rate and parameter counts.
         log_metrics: Log every epoch's metrics.
-        temp_dir: Folder for the temporary SavedModel; None uses the system's temporary folder.
-            Its free space is checked against the model's estimated size before writing.
+        temp_dir: Folder to write the SavedModel in before logging it. None uses a hidden
+            folder beside the run's artifacts for a local store, so that the model is moved in
+            and not copied, and the system's temporary folder for other stores. Free space is
+            checked against the model's estimated size before writing, on this folder's disk and
+            on a local store's disk.
         kept_dir: Folder that keeps a SavedModel that could not be logged, as
             ``<kept_dir>/<run_id>/<artifact_path>``. None uses ``<store folder>/kept-models`` for a
             local store folder, else ``~/.local/share/keras-mlflow-savedmodel/kept-models``.

@@ -28,12 +28,14 @@ class ServingModel:
         """Run the ``serve`` endpoint on `inputs` and return tensors."""
         return self.saved_model.serve(inputs)
 
-    def predict(self, inputs, batch_size: Optional[int] = None):
+    def predict(self, inputs, batch_size: Optional[int] = None, verbose=None):
         """Run the ``serve`` endpoint on `inputs` and return NumPy arrays.
 
         Args:
             inputs: What the Keras model took: an array, a list of arrays or a dict of arrays.
             batch_size: Rows per call; None runs all rows in one call.
+            verbose: Accepted so that calls written for ``keras.Model.predict`` work; nothing is
+                printed either way.
         """
         import numpy as np
         import tensorflow as tf
@@ -66,8 +68,9 @@ def load_model(
             tracking URI.
         dst_path: Folder to download into and keep. None downloads into a temporary folder that is
             removed once the model is loaded.
-        trainable: Return a Keras model that can train further: from the ``.keras`` archive
-            logged beside a Keras 3 SavedModel, or revived from a legacy Keras SavedModel.
+        trainable: Return a Keras model that can train further: from the native Keras model
+            (``keras_model/``, or ``model.keras`` from older versions) logged beside a Keras 3
+            SavedModel, or revived from a legacy Keras SavedModel.
         custom_objects: Dict from class name (or registered name) to class, for custom classes
             of the model. Recorded classes whose module can be imported here are found without it.
 
@@ -78,7 +81,7 @@ def load_model(
     Raises:
         CustomObjectsError: The model's custom classes can neither be imported nor are in
             `custom_objects`.
-        KerasMlflowSavedModelError: ``trainable=True`` and no ``.keras`` archive was logged.
+        KerasMlflowSavedModelError: ``trainable=True`` and no native Keras model was logged.
     """
     import mlflow
     import tensorflow as tf

@@ -75,6 +75,15 @@ def test_load_model_predicts_like_trained_model(tmp_path):
     np.testing.assert_allclose(restored.predict(x), model.predict(x, verbose=0), atol=1e-5)
 
 
+def test_serving_model_predict_takes_keras_verbose(tmp_path):
+    model = models.sequential_model()
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    x = fit(model, callback)
+
+    restored = load_model(callback.model_uri)
+    np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
 def test_load_model_with_store_path(tmp_path):
     store = tmp_path / "store"
     model = models.sequential_model()

@@ -78,20 +78,33 @@ class OwnedRun:
         """End the run with `status`, logging the partial model first when it is KILLED and asked for.
 
         Errors of the store are logged and not raised, because this often runs while another
-        exception propagates, and that exception must not be replaced.
+        exception propagates, and that exception must not be replaced. A second KeyboardInterrupt
+        while the partial model is logged stops that, and is raised after the run is ended.
         """
-        import mlflow
-
         if self.ended:
             return
         self.ended = True
         _OPEN_RUNS.pop(self.run_id, None)
         _restore_sigterm_handler_when_idle()
+        second_interrupt = None
         if status == "KILLED" and self._log_partial_model is not None:
             try:
                 self._log_partial_model()
             except Exception as error:  # any failure: the interrupt that is propagating wins
                 logger.error("Could not log the partial model of run %s: %s", self.run_id, error)
+            except KeyboardInterrupt as interrupt:
+                # A second Ctrl-C while the partial model is written: end the run, then stop.
+                logger.error("Stopped logging the partial model of run %s: interrupted again.", self.run_id)
+                second_interrupt = interrupt
+        try:
+            self._set_status(status)
+        finally:
+            if second_interrupt is not None:
+                raise second_interrupt
+
+    def _set_status(self, status: str) -> None:
+        import mlflow
+
         try:
             active = mlflow.active_run()
             with redacted_stdout(self.tracking_uri):

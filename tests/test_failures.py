@@ -142,6 +142,31 @@ def test_interrupt_leaves_no_temporary_folder(tmp_path):
     assert temporary_folders(temp_root) == []
 
 
+def test_second_interrupt_still_kills_run(tmp_path):
+    # The first Ctrl-C stops fit; the second arrives while the partial model is being exported.
+    interrupted = {"again": False}
+
+    class InterruptExport(keras.layers.Layer):
+        def call(self, inputs):
+            if interrupted["again"]:
+                raise KeyboardInterrupt()
+            return inputs
+
+    class FirstInterrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            interrupted["again"] = True
+            raise KeyboardInterrupt()
+
+    model = keras.Sequential([keras.Input((8,)), InterruptExport(), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(KeyboardInterrupt):
+        with SavedModelMLflowCallback(str(tmp_path / "store"), log_partial_model=True) as callback:
+            fit(model, [callback, FirstInterrupt()])
+
+    assert run_status(callback.tracking_uri, callback.run_id) == "KILLED"
+    assert run_lifecycle.PARTIAL_MODEL_TAG not in mlflow.MlflowClient(callback.tracking_uri).get_run(callback.run_id).data.tags
+
+
 def test_user_run_left_to_its_owner(tmp_path):
     callback = SavedModelMLflowCallback(str(tmp_path / "store"))
     with mlflow.start_run() as run:

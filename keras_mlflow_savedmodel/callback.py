@@ -215,7 +215,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
 
     @property
     def artifact_path(self) -> str:
-        """Artifact folder of the SavedModel in the run, after any rename to avoid autolog's."""
+        """Artifact folder of the SavedModel in the run, after any rename away from a taken path."""
         return self._used_artifact_path
 
     # Keras hooks
@@ -243,7 +243,7 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
         self._run_artifact_uri = run.info.artifact_uri
         autolog_flavors = _compat.autologging_flavors_enabled()
         self._logs_training = not autolog_flavors
-        self._used_artifact_path = self._pick_artifact_path(autolog_flavors)
+        self._used_artifact_path = self._free_artifact_path(self._pick_artifact_path(autolog_flavors))
         self.model_uri = f"runs:/{self.run_id}/{self._used_artifact_path}"
 
         if self._tags:
@@ -397,6 +397,37 @@ class SavedModelMLflowCallback(_compat.callback_base_class()):
             AUTOLOG_SAFE_ARTIFACT_PATH,
         )
         return AUTOLOG_SAFE_ARTIFACT_PATH
+
+    def _free_artifact_path(self, artifact_path: str) -> str:
+        """Return `artifact_path`, or ``<artifact_path>-<n>`` when the active run already has it.
+
+        A run the callback started is new and empty. In a run started elsewhere, an earlier fit
+        or another logger may have used the path, and the new model must not be merged with
+        (or be blocked by) what is there.
+        """
+        if self._owns_run:
+            return artifact_path
+        parent = artifact_path.rpartition("/")[0]
+        try:
+            entries = self._client().list_artifacts(self.run_id, parent or None)
+            existing_paths = {entry.path for entry in entries}
+        except Exception as error:  # noqa: BLE001 - cannot tell, so keep the path the user chose
+            logger.debug("Cannot list the artifacts of run %s: %s", self.run_id, error)
+            return artifact_path
+        if artifact_path not in existing_paths:
+            return artifact_path
+        number = 2
+        while f"{artifact_path}-{number}" in existing_paths:
+            number += 1
+        free_path = f"{artifact_path}-{number}"
+        logger.warning(
+            "Run %s already has artifacts under %r, so this model is logged under %r. Pass another "
+            "artifact_path to choose.",
+            self.run_id,
+            artifact_path,
+            free_path,
+        )
+        return free_path
 
     def _log_training_params(self):
         from mlflow.entities import Param

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import subprocess
 import tempfile
 import threading
 
@@ -73,18 +75,31 @@ def test_no_staging_folder_left_in_run(tmp_path):
     assert not [entry.path for entry in artifacts if STAGING_PREFIX in entry.path]
 
 
-def test_files_already_at_artifact_path_are_kept(tmp_path):
-    # The folder exists, so the SavedModel cannot be renamed onto it and is merged in instead.
+def test_taken_artifact_path_gets_suffix(tmp_path):
+    # An earlier fit or another logger used "model" in the user's run; nothing may be merged into it.
     store = tmp_path / "store"
     notes = tmp_path / "notes.txt"
     notes.write_text("data split 2026-12-05\n")
     callback = SavedModelMLflowCallback(str(store))
     with mlflow.start_run() as run:
         mlflow.log_artifact(str(notes), "model")
+        model, x = fit(callback)
+
+    artifacts = os.path.join(run_folder(store, run.info.run_id), "artifacts")
+    assert os.listdir(os.path.join(artifacts, "model")) == ["notes.txt"]
+    assert callback.model_uri == f"runs:/{run.info.run_id}/model-2"
+    restored = load_model(callback.model_uri)
+    np.testing.assert_allclose(restored.predict(x), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_artifact_path_taken_by_file_gets_suffix(tmp_path):
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    with mlflow.start_run():
+        mlflow.log_text("a note", "model")
         fit(callback)
 
-    artifacts = os.path.join(run_folder(store, run.info.run_id), "artifacts", "model")
-    assert {"notes.txt", "saved_model.pb", "variables"} <= set(os.listdir(artifacts))
+    assert callback.artifact_path == "model-2"
+    assert os.path.isfile(os.path.join(run_folder(tmp_path / "store", callback.run_id), "artifacts", "model-2", "saved_model.pb"))
 
 
 def test_temp_dir_argument_is_still_used(tmp_path):
@@ -95,3 +110,28 @@ def test_temp_dir_argument_is_still_used(tmp_path):
 
     assert any(name.startswith(TEMP_PREFIX) for name in seen)
     assert os.listdir(temp_root) == []
+
+
+def staging_folder_of(run_folder_path, pid):
+    host = socket.gethostname().replace("-", "_")
+    folder = os.path.join(run_folder_path, f"{STAGING_PREFIX}{host}-{pid}-abcd1234", "saved_model", "variables")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "variables.data-00000-of-00001"), "wb") as file:
+        file.write(b"\0" * 1024)
+    return os.path.dirname(os.path.dirname(folder))
+
+
+def test_killed_writer_staging_is_removed(tmp_path):
+    store = tmp_path / "store"
+    first = SavedModelMLflowCallback(str(store))
+    fit(first)
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    abandoned = staging_folder_of(run_folder(store, first.run_id), finished.pid)
+    still_writing = staging_folder_of(run_folder(store, first.run_id), os.getpid())
+
+    fit(SavedModelMLflowCallback(str(store)))
+
+    assert not os.path.exists(abandoned)
+    assert os.path.isdir(still_writing)
+

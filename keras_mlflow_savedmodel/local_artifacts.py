@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import socket
 import tempfile
 from typing import Optional
 from urllib.parse import unquote, urlparse
@@ -51,19 +53,76 @@ def find_local_artifact_folder(client, run_id: str, tracking_uri: str) -> Option
         return None
 
 
+def _staging_prefix() -> str:
+    # The host and process id let a later writer tell a folder whose process died from one that
+    # is still being written, even when several machines share the store's disk.
+    host = socket.gethostname().replace("-", "_") or "host"
+    return f"{STAGING_PREFIX}{host}-{os.getpid()}-"
+
+
+def _process_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        # The process exists but belongs to another user.
+        return False
+    return False
+
+
+def remove_abandoned_staging_folders(experiment_folder: str) -> int:
+    """Remove the staging folders that killed processes of this host left in `experiment_folder`.
+
+    A process killed while writing (SIGKILL, out of memory) leaves its staging folder in the run's
+    folder, where no MLflow view lists it. Only folders named after this host and a process that
+    no longer exists are removed. Returns the number removed.
+    """
+    this_host = socket.gethostname().replace("-", "_") or "host"
+    removed = 0
+    try:
+        run_folders = [entry.path for entry in os.scandir(experiment_folder) if entry.is_dir()]
+    except OSError:
+        return 0
+    for run_folder in run_folders:
+        try:
+            names = [name for name in os.listdir(run_folder) if name.startswith(STAGING_PREFIX)]
+        except OSError:
+            continue
+        for name in names:
+            parts = name[len(STAGING_PREFIX) :].rsplit("-", 2)
+            if len(parts) != 3 or parts[0] != this_host or not parts[1].isdigit():
+                continue
+            if not _process_is_gone(int(parts[1])):
+                continue
+            shutil.rmtree(os.path.join(run_folder, name), ignore_errors=True)
+            removed += 1
+            logger.info("Removed %s, left by a process that was killed while writing a model.", name)
+    return removed
+
+
 def make_staging_folder(artifact_folder: str) -> Optional[str]:
     """Create a staging folder beside `artifact_folder` and return it, or None when that fails.
 
-    Returns None, so that the caller falls back to the system's temporary folder, when the run's
-    folder cannot be written (a read-only store, for example).
+    Staging folders that killed processes left in the same experiment are removed first. Returns
+    None, so that the caller falls back to the system's temporary folder, when the run's folder
+    cannot be written (a read-only store, for example).
     """
     run_folder = os.path.dirname(artifact_folder.rstrip(os.sep))
+    remove_abandoned_staging_folders(os.path.dirname(run_folder))
     try:
         os.makedirs(artifact_folder, exist_ok=True)
-        return tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=run_folder)
+        return tempfile.mkdtemp(prefix=_staging_prefix(), dir=run_folder)
     except OSError as error:
         logger.debug("Cannot stage the SavedModel in %r (%s); using a temporary folder.", run_folder, error)
         return None
+
+
+def existing_ancestor(path: str) -> str:
+    """Return `path`, or its nearest parent folder that exists."""
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
 
 
 def move_into_artifacts(folder: str, artifact_folder: str, artifact_path: str) -> bool:

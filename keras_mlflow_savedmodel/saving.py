@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 TEMP_PREFIX = "keras-mlflow-savedmodel-"
 SAVED_MODEL_FOLDER = "saved_model"
+STORE_DISK_FIX = "Free space on the store's disk, pass save_keras_archive=False to write less"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +96,14 @@ def log_saved_model(
     if staging is None:
         staging_parent = os.fspath(temp_dir) if temp_dir is not None else tempfile.gettempdir()
         check_free_space(staging_parent, model, with_keras_model=with_keras_model)
+        if artifact_folder is not None:
+            # The model ends up on a local store's disk, wherever it is written first.
+            check_free_space(
+                local_artifacts.existing_ancestor(artifact_folder),
+                model,
+                with_keras_model=with_keras_model,
+                fix=STORE_DISK_FIX,
+            )
         staging = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=temp_dir)
     else:
         try:
@@ -103,7 +112,7 @@ def log_saved_model(
                 staging,
                 model,
                 with_keras_model=with_keras_model,
-                fix="Free space on the store's disk, pass save_keras_archive=False to write less",
+                fix=STORE_DISK_FIX,
             )
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -142,6 +142,9 @@ def keep_saved_model(
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.move(saved_model_folder, target)
         except OSError as error:
+            if os.path.isdir(saved_model_folder) and os.path.isdir(target):
+                # A copy to another disk that failed part-way: the source is whole, the copy is not.
+                shutil.rmtree(target, ignore_errors=True)
             logger.warning("Cannot keep the SavedModel in %r: %s. Trying the next location.", target, error)
             continue
         _write_kept_info(target, tracking_uri, run_id, artifact_path, reason)

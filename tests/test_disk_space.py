@@ -76,3 +76,17 @@ def test_archive_counts_toward_needed_space(tmp_path, small_disk):
         required.append(raised.value.required_bytes)
 
     assert required[1] > 2.5 * required[0]
+
+
+def test_temp_dir_elsewhere_still_checks_store_disk(tmp_path, small_disk):
+    # The model is written in temp_dir but ends up on the store's disk, which is too small.
+    temp_root = tmp_path / "big-disk"
+    temp_root.mkdir()
+    callback = SavedModelMLflowCallback(str(small_disk / "store"), temp_dir=str(temp_root))
+    with pytest.raises(InsufficientSpaceError) as raised:
+        fit_wide_model(callback)
+
+    assert str(small_disk) in str(raised.value)
+    assert "Free space on the store's disk" in str(raised.value)
+    assert os.listdir(temp_root) == []
+

@@ -151,7 +151,38 @@ def write_keras_archive(model, folder: str):
             stacklevel=2,
         )
         return None
+    for layer_name, class_name, reason in layers_keras_cannot_rebuild(model):
+        warnings.warn(
+            f"The native Keras form of {model.name!r} ({name}) was logged, but Keras is likely "
+            f"to fail to rebuild its layer {layer_name!r} ({class_name}) when it is loaded with "
+            f"load_model(..., trainable=True): {reason}. Give {class_name}.__init__ a **kwargs "
+            f"argument passed to super().__init__, and a get_config() that returns the other "
+            "constructor arguments.",
+            stacklevel=2,
+        )
     return name
+
+
+def layers_keras_cannot_rebuild(model) -> list:
+    """Return ``(layer name, class name, reason)`` for the custom layers their config cannot rebuild.
+
+    Saving succeeds for a layer whose config cannot be passed back to its constructor (Keras 3
+    fills in a config from the constructor's arguments), and loading fails later. Each custom
+    layer class is rebuilt once with ``from_config(get_config())``, which creates no weights.
+    The model itself is skipped, because rebuilding a functional model creates all its weights.
+    """
+    problems = []
+    seen = set()
+    for layer in _compat.all_layers(model):
+        cls = type(layer)
+        if layer is model or is_library_class(cls) or cls in seen:
+            continue
+        seen.add(cls)
+        try:
+            cls.from_config(layer.get_config())
+        except Exception as error:  # noqa: BLE001 - any failure here is what loading would meet
+            problems.append((layer.name, cls.__qualname__, f"{type(error).__name__}: {error}"))
+    return problems
 
 
 def find_keras_archive(folder: str):

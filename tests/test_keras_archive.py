@@ -92,6 +92,26 @@ def test_unserializable_layer_warns_and_logs_savedmodel(tmp_path):
         load_model(callback.model_uri, trainable=True)
 
 
+def test_layer_config_that_cannot_rebuild_warns(tmp_path):
+    class Scale(keras.layers.Layer):
+        # No **kwargs: the config Keras fills in has "name" and "trainable", which __init__ rejects.
+        def __init__(self, factor):
+            super().__init__()
+            self.factor = factor
+
+        def call(self, inputs):
+            return inputs * self.factor
+
+    model = keras.Sequential([keras.Input((8,)), Scale(2.0), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = models.make_data()
+    callback = SavedModelMLflowCallback(str(tmp_path / "store"))
+    with pytest.warns(UserWarning, match=r"layer 'scale' \(.*Scale\)"):
+        model.fit(x, y, epochs=1, batch_size=16, callbacks=[callback], verbose=0)
+
+    assert os.path.isfile(os.path.join(logged_folder(tmp_path / "store", callback.run_id), "saved_model.pb"))
+
+
 def test_archive_can_be_turned_off(tmp_path):
     model, x, y = fidelity_models.build("registered_custom_layer")
     callback = SavedModelMLflowCallback(str(tmp_path / "store"), save_keras_archive=False)

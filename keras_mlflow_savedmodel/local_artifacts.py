@@ -53,11 +53,15 @@ def find_local_artifact_folder(client, run_id: str, tracking_uri: str) -> Option
         return None
 
 
+def _host_name() -> str:
+    # Dashes separate the parts of a staging folder's name, so the host name must have none.
+    return socket.gethostname().replace("-", "_") or "host"
+
+
 def _staging_prefix() -> str:
     # The host and process id let a later writer tell a folder whose process died from one that
     # is still being written, even when several machines share the store's disk.
-    host = socket.gethostname().replace("-", "_") or "host"
-    return f"{STAGING_PREFIX}{host}-{os.getpid()}-"
+    return f"{STAGING_PREFIX}{_host_name()}-{os.getpid()}-"
 
 
 def _process_is_gone(pid: int) -> bool:
@@ -78,7 +82,7 @@ def remove_abandoned_staging_folders(experiment_folder: str) -> int:
     folder, where no MLflow view lists it. Only folders named after this host and a process that
     no longer exists are removed. Returns the number removed.
     """
-    this_host = socket.gethostname().replace("-", "_") or "host"
+    this_host = _host_name()
     removed = 0
     try:
         run_folders = [entry.path for entry in os.scandir(experiment_folder) if entry.is_dir()]

@@ -158,7 +158,7 @@ def _run_until_stopped(process: subprocess.Popen, store: TrackingStore, url: str
     if ready:
         print(f"error: mlflow server exited with status {process.returncode}; its output is above.", file=sys.stderr)
     elif process.poll() is None:
-        print(f"error: the MLflow UI did not answer at {url} within {START_TIMEOUT_SECONDS} s.", file=sys.stderr)
+        print(f"error: the MLflow UI did not respond at {url} within {START_TIMEOUT_SECONDS} s (timed out).", file=sys.stderr)
     else:
         print(
             f"error: mlflow server exited with status {process.returncode} before answering "
